@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chattune.data.prepare_config import PrepareConfig
 from chattune.errors import ConfigError
 
 EMBEDDED_MODEL = "embedded"
@@ -53,6 +54,11 @@ class DataConfig(Section):
         True,
         description="Pack several conversations into each row, kept apart by per-sequence position ids "
         "(no cross-attention between them). Off: one conversation per row, padded.",
+    )
+    prepare: PrepareConfig | None = Field(
+        None,
+        description="Sources and cleaning for `chattune data prepare`, which writes train.jsonl/val.jsonl to "
+        "prepare.output_dir; training reads them when train_file is not set.",
     )
 
 
@@ -105,6 +111,13 @@ class EvalConfig(Section):
     )
     patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; null disables.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change in the metric that counts as an improvement.")
+    suite_file: Path | None = Field(
+        None,
+        description="Eval suite JSONL (prompts with reference/rubric/meta). Set: suite_* metrics at every evaluation, "
+        "and the default suite of `chattune eval`.",
+    )
+    suite_max_items: int | None = Field(50, ge=1, description="Suite items answered at each evaluation during training (null: all).")
+    suite_max_new_tokens: int = Field(128, ge=1, description="Most new tokens per suite answer (training and `chattune eval`).")
 
     @property
     def greater_is_better(self) -> bool:
@@ -118,6 +131,10 @@ class OutputConfig(Section):
     keep_last: int = Field(2, ge=1, description="Checkpoints to keep besides the best one.")
     tensorboard: bool = Field(True, description="Write TensorBoard event files under <run>/tensorboard.")
     merge_lora: bool = Field(True, description="LoRA: also write the merged full model to final/ next to the adapter.")
+    final_weights: Literal["best", "last"] = Field(
+        "best", description="final/ holds the best checkpoint by eval.metric (when validation ran), or the last one."
+    )
+    overwrite: bool = Field(False, description="Replace an existing run of the same name instead of refusing to start.")
 
 
 class RunConfig(Section):

@@ -1,0 +1,130 @@
+"""Streaming generation with timings, shared by `chat`, `eval` and `serve`.
+
+    gen = Generation(model, tokenizer, messages, GenerationSettings(temperature=0))
+    for piece in gen:          # text as it is produced
+        print(piece, end="")
+    gen.reply.time_to_first_token, gen.reply.tokens_per_second
+
+Timings are taken at token granularity (the streamer's `put` sees every token as it is sampled), so time
+to first token is not delayed by the text streamer's word buffering.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    temperature: float = 0.7  # 0 means greedy decoding
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token: float | None = None  # seconds from the call to the first generated token
+    total_time: float = 0.0
+    finish_reason: str = "stop"  # "stop" (end-of-turn token) or "length" (max_new_tokens reached)
+
+    @property
+    def tokens_per_second(self) -> float:
+        decode_time = self.total_time - (self.time_to_first_token or 0.0)
+        return (self.completion_tokens - 1) / decode_time if self.completion_tokens > 1 and decode_time > 0 else 0.0
+
+
+class Generation:
+    """One streamed reply. Iterate for text pieces; `reply` is complete once iteration ends."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        messages: list[dict[str, str]],
+        settings: GenerationSettings = GenerationSettings(),
+    ):
+        self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.messages = messages
+        self.reply = Reply()
+
+    def __iter__(self) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        start = time.perf_counter()
+        reply = self.reply
+        inputs = self.tokenizer.apply_chat_template(
+            self.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(self.model.device)
+        reply.prompt_tokens = int(inputs["input_ids"].shape[1])
+
+        class TimedStreamer(TextIteratorStreamer):
+            def put(self, value: Any) -> None:
+                if not self.next_tokens_are_prompt and reply.time_to_first_token is None:
+                    reply.time_to_first_token = time.perf_counter() - start
+                if not self.next_tokens_are_prompt:
+                    reply.completion_tokens += int(value.numel())
+                super().put(value)
+
+        streamer = TimedStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        s = self.settings
+        kwargs: dict[str, Any] = dict(
+            **inputs,
+            streamer=streamer,
+            max_new_tokens=s.max_new_tokens,
+            repetition_penalty=s.repetition_penalty,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if s.temperature > 0:
+            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if s.seed is not None:
+            torch.manual_seed(s.seed)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as e:  # surfaced in the caller's thread below
+                errors.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        pieces = []
+        for piece in streamer:
+            pieces.append(piece)
+            yield piece
+        thread.join()
+        if errors:
+            raise errors[0]
+        reply.text = "".join(pieces).strip()
+        reply.total_time = time.perf_counter() - start
+        reply.finish_reason = "length" if reply.completion_tokens >= s.max_new_tokens else "stop"
+
+
+def generate_reply(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]],
+    settings: GenerationSettings = GenerationSettings(),
+) -> Reply:
+    """Generate a whole reply (with timings) without streaming it anywhere."""
+    gen = Generation(model, tokenizer, messages, settings)
+    for _ in gen:
+        pass
+    return gen.reply

@@ -1,0 +1,55 @@
+"""What this machine can do: accelerator, CPU features, memory. Used by `doctor` and to pick precision."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import cache
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """CPU feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_bf16() -> bool:
+    """Native bf16 matmul on the CPU (AVX512-BF16 or AMX): bf16 autocast is then faster than fp32."""
+    if platform.machine() == "arm64" and platform.system() == "Darwin":
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def accelerator_kind() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "rocm" if getattr(torch.version, "hip", None) else "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> bf16 where the hardware does it natively, fp16 on older GPUs, else fp32."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    kind = accelerator_kind()
+    if kind in ("cuda", "rocm"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if kind == "mps":
+        return "fp32"
+    return "bf16" if cpu_bf16() else "fp32"

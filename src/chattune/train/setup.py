@@ -1,0 +1,136 @@
+"""Everything a run needs before its first step: data, tokenised rows, model, and `chattune validate`.
+
+Kept apart from the loop so `validate` can check a config and its data without loading weights.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from chattune.config import DataConfig, RunConfig
+from chattune.data.conversation import Conversation, read_jsonl
+from chattune.data.tokenize import TokenizedExample, TokenizeStats, render_trained_markup, tokenize_conversations
+from chattune.errors import ChattuneError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def load_conversations(data: DataConfig, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+    """Train and validation conversations: the single place training reads data from."""
+    if data.train_file is None:
+        raise ChattuneError("data.train_file is not set: point it at an OpenAI-messages JSONL file")
+    train = read_jsonl(data.train_file)
+    if data.val_file is not None:
+        return train, read_jsonl(data.val_file)
+    if data.val_fraction == 0 or len(train) < 2:
+        return train, []
+    shuffled = list(range(len(train)))
+    random.Random(seed).shuffle(shuffled)
+    n_val = max(1, round(data.val_fraction * len(train)))
+    held = set(shuffled[:n_val])
+    return [c for i, c in enumerate(train) if i not in held], [c for i, c in enumerate(train) if i in held]
+
+
+@dataclass
+class TokenizedData:
+    train: list[TokenizedExample]
+    val: list[TokenizedExample]
+    train_stats: TokenizeStats
+    val_stats: TokenizeStats
+    system_prompt: str | None  # the most common system prompt in training, for chat defaults
+
+
+def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> TokenizedData:
+    train_convs, val_convs = load_conversations(cfg.data, cfg.train.seed)
+    train, train_stats = tokenize_conversations(train_convs, tokenizer, max_length=cfg.data.max_length)
+    val, val_stats = tokenize_conversations(val_convs, tokenizer, max_length=cfg.data.max_length)
+    if not train:
+        raise ChattuneError(
+            f"{cfg.data.train_file}: no conversation has an assistant token to train on within "
+            f"data.max_length={cfg.data.max_length} ({train_stats.summary()})"
+        )
+    systems = Counter(c.messages[0].content for c in train_convs if c.messages and c.messages[0].role == "system")
+    system_prompt = systems.most_common(1)[0][0] if systems else None
+    return TokenizedData(train, val, train_stats, val_stats, system_prompt)
+
+
+def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedModel:
+    """The model to train: full weights, or the base wrapped with a LoRA adapter (peft)."""
+    import torch
+
+    from chattune.model import ModelSource, load_model, resolve_source
+
+    method = cfg.train.method
+    if method == "full":
+        source = ModelSource(str(resume_from)) if resume_from else resolve_source(cfg.model.name)
+        model = load_model(cfg.model, source, dtype=torch.float32)
+    else:
+        from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+        model = load_model(cfg.model, quantize_4bit=method == "qlora", dtype=torch.bfloat16 if method == "qlora" else torch.float32)
+        if method == "qlora":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+        if resume_from is not None:
+            model = PeftModel.from_pretrained(model, str(resume_from), is_trainable=True)
+        else:
+            torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised randomly
+            lora = LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            )
+            model = get_peft_model(model, lora)
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    return model
+
+
+def stats_table(title: str, stats: TokenizeStats) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_row("conversations", str(stats.conversations))
+    table.add_row("kept", str(stats.kept))
+    table.add_row("truncated at max_length", str(stats.truncated))
+    table.add_row("dropped: no assistant token within max_length", str(stats.dropped_no_target))
+    table.add_row("tokens / trained tokens", f"{stats.tokens:,} / {stats.supervised_tokens:,}")
+    return table
+
+
+def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
+    """`chattune validate`: the config is valid (it loaded); now the data and the chat template."""
+    from chattune.model import load_tokenizer
+    from chattune.train.batching import pack
+
+    console.print(f"[green]config ok[/]: {cfg.train.method} fine-tuning of {cfg.model.name}, run dir {cfg.run_dir}")
+    tokenizer = load_tokenizer(cfg.model)
+    data = tokenize_data(cfg, tokenizer)
+    console.print(stats_table("training data", data.train_stats))
+    console.print(stats_table("validation data", data.val_stats))
+    if data.train_stats.dropped_no_target:
+        console.print(
+            f"[yellow]warning[/]: {data.train_stats.dropped_no_target} training conversations have no assistant token "
+            f"within max_length={cfg.data.max_length} and will not be trained on "
+            f"(indices {data.train_stats.dropped_indices[:10]}{' ...' if data.train_stats.dropped_no_target > 10 else ''})"
+        )
+    rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
+    micro_per_epoch = -(-len(rows) // cfg.train.batch_size)
+    steps = cfg.train.max_steps or max(1, round(cfg.train.epochs * micro_per_epoch / cfg.train.grad_accum))
+    fill = sum(len(r.input_ids) for r in rows) / (len(rows) * cfg.data.max_length)
+    console.print(
+        f"{len(data.train)} conversations -> {len(rows)} rows of <= {cfg.data.max_length} tokens "
+        f"({fill:.0%} full); {steps} optimizer steps of {cfg.train.batch_size}x{cfg.train.grad_accum} rows"
+    )
+    console.rule("one training example: [bold green]trained tokens[/] and [dim]context[/]")
+    console.print(render_trained_markup(data.train[0], tokenizer), highlight=False)
+    console.rule()
+    return data
