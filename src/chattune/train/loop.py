@@ -196,7 +196,10 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                     window_start, tokens_since = time.perf_counter(), 0
                     if metrics_log:
                         metrics_log.log(state.step, "train", record)
-                    progress.update(task, info=f"loss {record['loss']:.4f} lr {lr:.2e} {record['tokens_per_second']:,.0f} tok/s")
+                    info = f"loss {record['loss']:.4f} lr {lr:.2e} {record['tokens_per_second']:,.0f} tok/s"
+                    progress.update(task, info=info)
+                    if main and not console.is_terminal:  # the live bar is hidden in logs: print a line
+                        console.print(f"step {state.step}/{total_steps}: {info}")
 
                 every = cfg.eval.every_steps
                 evaluated = bool(val_rows) and (state.step == total_steps or (every is not None and state.step % every == 0))

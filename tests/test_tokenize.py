@@ -1,0 +1,70 @@
+import pytest
+
+from chattune.data.conversation import Conversation, Message
+from chattune.errors import DataError
+from chattune.data.tokenize import IGNORE_INDEX, render_segments, tokenize_conversations
+
+
+def conv(*turns: tuple[str, str], weight0: int | None = None) -> Conversation:
+    msgs = [Message(role=r, content=c) for r, c in turns]
+    if weight0 is not None:  # mark the first assistant turn
+        i = next(i for i, m in enumerate(msgs) if m.role == "assistant")
+        msgs[i] = Message(role="assistant", content=msgs[i].content, weight=weight0)
+    return Conversation(messages=msgs)
+
+
+C = conv(("system", "you are kit"), ("user", "hello"), ("assistant", "hello how can I help"), ("user", "reset?"), ("assistant", "hold the dial"))
+
+
+def trained_text(tok, ex) -> list[str]:
+    spans, cur = [], []
+    for t, lab in zip(ex.input_ids, ex.labels, strict=True):
+        if lab != IGNORE_INDEX:
+            cur.append(t)
+        elif cur:
+            spans.append(tok.decode(cur))
+            cur = []
+    if cur:
+        spans.append(tok.decode(cur))
+    return spans
+
+
+def test_only_assistant_turns_and_their_end_token_are_trained(tiny_tokenizer):
+    (ex,), stats = tokenize_conversations([C], tiny_tokenizer, max_length=512)
+    assert trained_text(tiny_tokenizer, ex) == ["hello how can I help<|im_end|>", "hold the dial<|im_end|>"]
+    assert stats.kept == 1 and stats.supervised_tokens == ex.n_supervised
+
+
+def test_tokens_equal_the_template_tokenised_whole(tiny_tokenizer):
+    (ex,), _ = tokenize_conversations([C], tiny_tokenizer, max_length=512)
+    whole = tiny_tokenizer.apply_chat_template(C.as_dicts(), tokenize=True, return_dict=True)["input_ids"]
+    assert ex.input_ids == list(whole)
+
+
+def test_weight_zero_turn_is_context_only(tiny_tokenizer):
+    c = conv(("user", "hello"), ("assistant", "bad answer"), ("user", "again"), ("assistant", "good answer"), weight0=0)
+    (ex,), _ = tokenize_conversations([c], tiny_tokenizer, max_length=512)
+    assert trained_text(tiny_tokenizer, ex) == ["good answer<|im_end|>"]
+
+
+def test_conversation_cut_before_any_assistant_token_is_dropped_and_counted(tiny_tokenizer):
+    long_user = conv(("user", "word " * 200), ("assistant", "ok"))
+    examples, stats = tokenize_conversations([C, long_user], tiny_tokenizer, max_length=64)
+    assert stats.conversations == 2 and stats.kept == 1 and stats.dropped_no_target == 1
+    assert stats.dropped_indices == [1] and [e.source_index for e in examples] == [0]
+
+
+def test_truncation_is_counted(tiny_tokenizer):
+    long_answer = conv(("user", "hi"), ("assistant", "hello " * 100))
+    (ex,), stats = tokenize_conversations([long_answer], tiny_tokenizer, max_length=32)
+    assert len(ex) == 32 and stats.truncated == 1
+
+
+def test_template_that_is_not_prefix_stable_is_reported(tiny_tokenizer):
+    # A template that drops earlier assistant turns (as some "thinking" templates do) cannot be masked.
+    import copy
+
+    odd = copy.deepcopy(tiny_tokenizer)
+    odd.chat_template = "{% for m in messages %}{% if loop.last or m['role'] != 'assistant' %}{{ m['role'] }}: {{ m['content'] }}\n{% endif %}{% endfor %}"
+    with pytest.raises(DataError, match="prefix"):
+        render_segments(C, odd)
