@@ -115,5 +115,125 @@ def doctor(
     run_doctor(cfg, console=console)
 
 
+@data_app.command("prepare")
+@reports_errors
+def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Read, validate, clean, dedupe and split the sources in data.prepare; account for every record."""
+    from chattune.config import load_config
+    from chattune.data.prepare import model_parameter_count, run
+    from chattune.data.report import print_summary
+    from chattune.errors import ConfigError
+    from chattune.model import load_tokenizer
+
+    cfg = load_config(config, overrides)
+    if cfg.data.prepare is None:
+        raise ConfigError(str(config), ["data.prepare: missing (list the sources to prepare under data.prepare.sources)"])
+    tokenizer = load_tokenizer(cfg.model)
+    result = run(
+        cfg.data.prepare,
+        tokenizer,
+        max_length=cfg.data.max_length,
+        epochs=cfg.train.epochs,
+        n_params=model_parameter_count(cfg.model.name),
+        console=console,
+    )
+    print_summary(result, console)
+    console.print(f"[bold green]done[/] {result.summary()}")
+
+
+@data_app.command("inspect")
+@reports_errors
+def data_inspect(
+    file: Annotated[Path, typer.Argument(help="A data file in any format `data prepare` reads.", show_default=False)],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config: its model and data.max_length.")] = None,
+) -> None:
+    """Print the validation and token statistics of a file without changing it."""
+    from chattune.config import RunConfig, load_config
+    from chattune.data.prepare import inspect_file
+    from chattune.data.report import print_inspection
+    from chattune.model import load_tokenizer
+
+    cfg = load_config(config) if config else RunConfig()
+    tokenizer = load_tokenizer(cfg.model)
+    print_inspection(inspect_file(file, tokenizer, max_length=cfg.data.max_length), console)
+
+
+@app.command("eval")
+@reports_errors
+def eval_(
+    model: Annotated[str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")],
+    base: Annotated[str | None, typer.Option(help="Model to compare with (default: the run's base model).")] = None,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Evaluate the model alone.")] = False,
+    suite: Annotated[list[Path] | None, typer.Option(help="Eval suite JSONL; repeatable (default: the run's eval.suite_file).")] = None,
+    val: Annotated[Path | None, typer.Option(help="Validation JSONL (default: the run's validation data).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <run>/eval).")] = None,
+    max_items: Annotated[int | None, typer.Option(min=1, help="Answer only the first N suite items.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Default: the run's eval.suite_max_new_tokens.")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt for items without one (default: the run's).")] = None,
+    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge (optional).")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Model name the judge endpoint expects.")] = None,
+) -> None:
+    """Score a model on validation data and an eval suite against its base model; write metrics.json and report.html."""
+    from chattune.evaluate.run import evaluate
+    from chattune.teacher import TeacherConfig
+
+    judge = None
+    if judge_url or judge_model:
+        if not (judge_url and judge_model):
+            raise typer.BadParameter("--judge-url and --judge-model go together")
+        judge = TeacherConfig(kind="openai", base_url=judge_url, model=judge_model)
+    evaluate(
+        model, base=base, compare_base=not no_base, suites=suite, val_file=val, out_dir=out, max_items=max_items,
+        max_new_tokens=max_new_tokens, system=system, judge=judge, console=console,
+    )
+
+
+scenarios_app = typer.Typer(help="Build training conversations and eval prompts from a scenario spec.", no_args_is_help=True)
+app.add_typer(scenarios_app, name="scenarios")
+
+
+@scenarios_app.command("build")
+@reports_errors
+def scenarios_build(
+    spec: Annotated[Path, typer.Argument(help="Scenario spec (YAML), e.g. examples/scenarios.yaml.", show_default=False)],
+    overrides: OverridesArg = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: the spec's generate.output_dir).")] = None,
+) -> None:
+    """Write conversations in all eight scenario categories, a held-out eval suite and a coverage report."""
+    from chattune.scenarios.build import build
+
+    result = build(spec, out, overrides=overrides, console=console)
+    console.print(f"[bold green]done[/] {result.summary()}", highlight=False)
+
+
+@app.command()
+@reports_errors
+def augment(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Add varied copies of the user turns of augment.input (default data.train_file); assistant turns unchanged."""
+    from chattune.augment.config import AugmentConfig
+    from chattune.augment.run import resolve_input, run
+    from chattune.config import load_config
+
+    cfg = load_config(config, overrides)
+    result = run(cfg.augment or AugmentConfig(), resolve_input(cfg), console=console)
+    console.print(f"[bold green]done[/] {result.summary()}", highlight=False)
+
+
+@app.command()
+@reports_errors
+def sweep(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    worker: Annotated[bool, typer.Option("--worker", help="Join the study started by `chattune sweep CONFIG`; write no reports.")] = False,
+) -> None:
+    """Search hyperparameters (grid, random or TPE) over the config's sweep.space; one training run per trial."""
+    from chattune.config import load_config
+    from chattune.sweep.run import run_sweep
+
+    cfg = load_config(config, overrides)
+    result = run_sweep(cfg, source=str(config), worker=worker, console=console)
+    console.print(f"[bold green]done[/] {result.summary()}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - entry point
     sys.exit(app())

@@ -17,8 +17,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chattune.augment.config import AugmentConfig
 from chattune.data.prepare_config import PrepareConfig
 from chattune.errors import ConfigError
+from chattune.sweep.config import SweepConfig
 
 EMBEDDED_MODEL = "embedded"
 
@@ -144,6 +146,12 @@ class RunConfig(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    augment: AugmentConfig | None = Field(
+        None, description="Varied copies of the user turns of data.train_file (`chattune augment`)."
+    )
+    sweep: SweepConfig | None = Field(
+        None, description="Hyperparameter search over this config (`chattune sweep`); ignored by `chattune train`."
+    )
 
     @property
     def run_dir(self) -> Path:

@@ -176,8 +176,7 @@ def run_doctor(cfg: RunConfig | None, *, console: Console) -> dict[str, Any]:
     while batch > 1 and estimate_memory(shape, cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": batch})}), method, precision)["total"] > 0.85 * budget:
         batch //= 2
     console.print(f"[bold]recommendation[/]: train.method={method}, train.precision={precision}, train.batch_size={batch} ({reason})")
-    if method == "qlora" or cfg.train.method == "qlora":
-        if accelerator_kind() != "cuda":
-            console.print("[yellow]qlora needs a CUDA GPU with bitsandbytes; not available here[/]")
+    if cfg.train.method == "qlora" and accelerator_kind() != "cuda":
+        console.print("[yellow]train.method=qlora needs a CUDA GPU with bitsandbytes; not available here[/]")
     report.update(params=shape.params, estimates=estimates, recommendation={"method": method, "precision": precision, "batch_size": batch, "reason": reason})
     return report

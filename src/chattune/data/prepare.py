@@ -1,0 +1,709 @@
+"""`chattune data prepare`: from raw sources to train.jsonl / val.jsonl, with every record accounted for.
+
+    result = run(cfg.data.prepare, tokenizer, max_length=cfg.data.max_length)
+    print(result.summary())   # input = kept + dropped, always
+
+The stages, in order (each one only sees what the previous kept):
+  1. ingest + validate   every source, streamed; the cookbook's categories counted, fatal ones dropped
+  2. text                ftfy, HTML -> text, invisible characters; PII redaction; glossary terms
+  3. noise               empty turns, too short / junk, repetitive; language; out-of-scope
+  4. tokens              render with the model's chat template: assistant mask and end-of-turn checked,
+                         token counts; length outliers dropped or truncated from the front
+  5. dedupe              exact (normalised hash) then near (MinHash LSH), across all sources
+  6. split               seeded, stratified by source; mixing weights on train; leakage reported
+Outputs in cfg.output_dir: train.jsonl, val.jsonl (OpenAI format, no meta: uploadable as is),
+ledger.jsonl (one line per input record), quarantine.jsonl (raw rejected records), stats.json,
+report.html and plots/*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chattune.data import clean
+from chattune.data.conversation import Conversation, Message
+from chattune.data.dedupe import DuplicateFinder, normalised_text, text_hash
+from chattune.data.glossary import Glossary
+from chattune.data.ingest import RawRecord, iter_source
+from chattune.data.pii import redact
+from chattune.data.prepare_config import PrepareConfig
+from chattune.data.tokenize import render_segments
+from chattune.data.validate import check_record, openai_estimate, token_stats
+from chattune.errors import ChattuneError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from transformers import PreTrainedTokenizerBase
+
+    from chattune.config import DataConfig
+
+EXAMPLES_PER_FIX = 3
+
+
+@dataclass(slots=True)
+class Item:
+    """One input record on its way through the stages."""
+
+    rec: RawRecord
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    fixes: list[str] = field(default_factory=list)
+    reason: str | None = None  # set when dropped
+    detail: str = ""
+    dup_of: int | None = None  # index of the kept item this one duplicates
+    tokens: int = 0  # whole rendered conversation
+    trained_tokens: int = 0  # assistant tokens the loss is computed on
+    split: str | None = None
+    copies: int = 1
+
+    @property
+    def alive(self) -> bool:
+        return self.reason is None
+
+    def drop(self, reason: str, detail: str = "") -> None:
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class PrepareResult:
+    output_dir: Path
+    n_input: int
+    n_kept: int
+    n_fixed: int
+    n_dropped: int
+    n_train: int  # rows written, mixing copies included
+    n_val: int
+    drops: Counter[str]
+    fixes: Counter[str]
+    stats: dict[str, Any]
+
+    @property
+    def train_file(self) -> Path:
+        return self.output_dir / "train.jsonl"
+
+    @property
+    def val_file(self) -> Path:
+        return self.output_dir / "val.jsonl"
+
+    def summary(self) -> str:
+        return (
+            f"{self.n_input} records in = {self.n_kept} kept ({self.n_fixed} fixed) + {self.n_dropped} dropped; "
+            f"{self.n_train} train / {self.n_val} val rows in {self.output_dir}"
+        )
+
+
+class Stats:
+    """Counters the report draws from."""
+
+    def __init__(self) -> None:
+        self.categories: Counter[str] = Counter()
+        self.pii: Counter[str] = Counter()
+        self.glossary: Counter[str] = Counter()
+        self.languages: Counter[str] = Counter()
+        self.examples: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self.tokens_before: list[int] = []
+
+    def example(self, kind: str, before: str, after: str) -> None:
+        if len(self.examples[kind]) < EXAMPLES_PER_FIX:
+            self.examples[kind].append((before[:400], after[:400]))
+
+
+def run(
+    cfg: PrepareConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_length: int,
+    epochs: float = 1.0,
+    n_params: int | None = None,
+    console: Console | None = None,
+) -> PrepareResult:
+    """Prepare every source in `cfg` and write the outputs; see the module docstring for the stages."""
+    from rich.console import Console
+
+    console = console or Console(quiet=True)
+    stats = Stats()
+    timer = _StageTimer()
+    with console.status("reading sources") as status:
+        with timer("ingest"):
+            items = ingest(cfg, stats, status)
+        status.update(f"cleaning {len(items):,} records")
+        with timer("clean"):
+            clean_text(items, cfg, stats)
+        with timer("noise"):
+            filter_noise(items, cfg, stats, status)
+        status.update("rendering with the chat template")
+        with timer("tokens"):
+            measure_tokens([it for it in items if it.alive], tokenizer, check=cfg.roundtrip)
+            handle_outliers(items, cfg, tokenizer, stats)
+        status.update("finding duplicates")
+        with timer("dedupe"):
+            clusters = dedupe(items, cfg)
+        split(items, cfg)
+        leakage = find_leakage(items)
+        status.update("writing outputs")
+        with timer("write"):
+            result = write_outputs(items, cfg, stats, clusters, leakage, max_length, epochs, n_params)
+    result.stats["seconds"] = timer.seconds
+    if cfg.report:
+        from chattune.data.report import write_report
+
+        write_report(cfg.output_dir, items, result, stats, clusters)
+    return result
+
+
+class _StageTimer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1. ingest + validate
+
+
+def ingest(cfg: PrepareConfig, stats: Stats, status: Any = None) -> list[Item]:
+    items: list[Item] = []
+    for src in cfg.sources:
+        for rec in iter_source(src):
+            item = Item(rec)
+            items.append(item)
+            if status is not None and len(items) % 10_000 == 0:
+                status.update(f"reading sources: {len(items):,} records")
+            if rec.error:
+                stats.categories[rec.error] += 1
+                item.drop(rec.error, rec.detail)
+                continue
+            checked = check_record(rec.obj)
+            stats.categories.update(checked.categories)
+            if checked.reason:
+                item.drop(checked.reason, checked.detail)
+                continue
+            item.messages, item.meta, item.fixes = checked.messages, checked.meta, checked.fixes
+    return items
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. text repairs, PII, glossary
+
+
+def clean_text(items: list[Item], cfg: PrepareConfig, stats: Stats) -> None:
+    glossary = Glossary(cfg.glossary.terms) if cfg.glossary.terms else None
+    for item in items:
+        if not item.alive:
+            continue
+        fixes: set[str] = set()
+        for m in item.messages:
+            text = m["content"]
+            new, kinds = clean.fix_text(text, cfg.text)
+            for kind in kinds:
+                stats.example(kind, text, new)
+            fixes.update(kinds)
+            if cfg.pii.enabled:
+                redacted, found = redact(new, cfg.pii)
+                if found:
+                    stats.pii.update(found)
+                    stats.example("pii", new, redacted)
+                    fixes.update(f"pii:{k}" for k in found)
+                    new = redacted
+            if glossary is not None:
+                normalised, found = glossary.apply(new)
+                if found:
+                    stats.glossary.update(found)
+                    stats.example("glossary", new, normalised)
+                    fixes.update(f"glossary:{k}" for k in found)
+                    new = normalised
+            m["content"] = new
+        item.fixes += sorted(fixes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. noise, language, scope
+
+
+def filter_noise(items: list[Item], cfg: PrepareConfig, stats: Stats, status: Any = None) -> None:
+    keywords = clean.keyword_pattern(cfg.scope.keywords)
+    keep_langs = set(cfg.language.keep or [])
+    for item in items:
+        if not item.alive:
+            continue
+        if any(clean.is_empty(m) for m in item.messages):
+            if cfg.noise.empty_turns == "drop_conversation" and any(
+                clean.is_empty(m) for m in item.messages if m["role"] != "system"
+            ):
+                item.drop("empty_turn", "a user or assistant turn has no text")
+                continue
+            item.messages = clean.drop_empty_turns(item.messages)
+            item.fixes.append("dropped_empty_turns")
+            if not any(m["role"] == "assistant" for m in item.messages):
+                item.drop("empty_turn", "no assistant turn left after removing empty turns")
+                continue
+        if cfg.noise.enabled and (noise := clean.noise_reason(item.messages, cfg.noise)):
+            item.drop(*noise)
+            continue
+        if keep_langs:
+            lang = clean.detect_language(item.messages, cfg.language.min_chars)
+            stats.languages[lang] += 1
+            if lang != "und" and lang not in keep_langs:
+                item.drop("language", f"detected {lang!r}, keeping {', '.join(sorted(keep_langs))}")
+                continue
+        if (
+            keywords is not None
+            and not cfg.scope.description
+            and not keywords.search(clean.scope_text(item.messages))
+        ):
+            item.drop("off_scope", "mentions none of scope.keywords")
+    if cfg.scope.description:
+        if status is not None:
+            status.update("scoring scope with all-MiniLM-L6-v2")
+        alive = [it for it in items if it.alive]
+        texts = [clean.scope_text(it.messages) for it in alive]
+        scores = clean.ScopeScorer(cfg.scope).similarity(texts)
+        for it, text, score in zip(alive, texts, scores, strict=True):
+            if score < cfg.scope.min_similarity and not (keywords is not None and keywords.search(text)):
+                it.drop(
+                    "off_scope",
+                    f"similarity {score:.2f} to scope.description (min_similarity {cfg.scope.min_similarity})",
+                )
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4. tokens: round trip through the chat template, length outliers
+
+
+def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Token ids that end an assistant turn: eos, and the special token the template closes a turn with."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    probe = Conversation(
+        messages=[Message(role="user", content="hi"), Message(role="assistant", content="hello")]
+    )
+    trained = [text for text, is_trained in render_segments(probe, tokenizer) if is_trained]
+    if trained:
+        last = tokenizer(trained[-1], add_special_tokens=False)["input_ids"][-1:]
+        ids.update(t for t in last if t in set(tokenizer.all_special_ids))
+    return ids
+
+
+def measure_tokens(items: list[Item], tokenizer: PreTrainedTokenizerBase, *, check: bool = True) -> None:
+    """Set item.tokens from the chat-template rendering; with `check`, drop items whose rendering trains
+    no assistant token or never trains the end-of-turn token (the model would not learn to stop).
+
+    Rendering is pure-Python Jinja (~0.3 ms per turn), so large inputs are spread over worker processes
+    (forked: the tokenizer is inherited, not pickled); results come back as a few ints per conversation.
+    """
+    if not items:
+        return
+    eot = end_of_turn_ids(tokenizer) if check else set()
+    batches = [[it.messages for it in items[i : i + _CHUNK]] for i in range(0, len(items), _CHUNK)]
+    workers = min(len(batches), os.cpu_count() or 1, 8)
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        global _WORKER_STATE
+        _WORKER_STATE = (tokenizer, check, eot)
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = [r for batch in pool.imap(_measure_batch, batches) for r in batch]
+        _WORKER_STATE = None
+    else:
+        results = [r for batch in batches for r in _measure_batch(batch, (tokenizer, check, eot))]
+    for item, (tokens, trained, problem) in zip(items, results, strict=True):
+        item.tokens, item.trained_tokens = tokens, trained
+        if problem:
+            item.drop("roundtrip_failed", problem)
+
+
+_CHUNK = 2000
+_WORKER_STATE: tuple[Any, bool, set[int]] | None = None
+
+
+def _measure_batch(
+    batch: list[list[dict[str, Any]]], state: tuple[Any, bool, set[int]] | None = None
+) -> list[tuple[int, int, str]]:
+    """(tokens, trained tokens, problem or "") for each conversation of a batch."""
+    tokenizer, check, eot = state or _WORKER_STATE  # type: ignore[misc]
+    pieces: list[tuple[int, str, bool]] = []  # (position in batch, text, trained)
+    problems = [""] * len(batch)
+    for pos, messages in enumerate(batch):
+        conv = Conversation(messages=[Message(**m) for m in messages])
+        if not check:
+            pieces.append((pos, str(tokenizer.apply_chat_template(conv.as_dicts(), tokenize=False)), False))
+            continue
+        try:
+            segments = render_segments(conv, tokenizer)
+        except DataError as e:
+            problems[pos] = str(e)
+            continue
+        pieces += [(pos, text, trained) for text, trained in segments]
+    ids = tokenizer([p[1] for p in pieces], add_special_tokens=False)["input_ids"] if pieces else []
+    total = [0] * len(batch)
+    trained_ids: list[list[int]] = [[] for _ in batch]
+    for (pos, _, trained), piece in zip(pieces, ids, strict=True):
+        total[pos] += len(piece)
+        if trained:
+            trained_ids[pos] += piece
+    for pos in range(len(batch)):
+        if problems[pos] or not check:
+            continue
+        if not trained_ids[pos]:
+            problems[pos] = "no assistant token is trained after rendering with the chat template"
+        elif eot and not eot.intersection(trained_ids[pos]):
+            problems[pos] = "the end-of-turn token is not among the trained tokens"
+    return [(total[p], len(trained_ids[p]), problems[p]) for p in range(len(batch))]
+
+
+def outlier_limit(lengths: list[int], cfg: PrepareConfig) -> float | None:
+    import numpy as np
+
+    if cfg.outliers.method == "none" or len(lengths) < 4:
+        return None
+    a = np.asarray(lengths, dtype=np.float64)
+    if cfg.outliers.method == "iqr":
+        q1, q3 = np.percentile(a, [25, 75])
+        return float(q3 + cfg.outliers.k * (q3 - q1))
+    return float(a.mean() + cfg.outliers.z * a.std())
+
+
+def handle_outliers(
+    items: list[Item], cfg: PrepareConfig, tokenizer: PreTrainedTokenizerBase, stats: Stats
+) -> None:
+    alive = [it for it in items if it.alive]
+    stats.tokens_before = [it.tokens for it in alive]
+    limit = outlier_limit(stats.tokens_before, cfg)
+    if limit is None:
+        return
+    long = [it for it in alive if it.tokens > limit]
+    why = f"{{tokens}} tokens, above the {cfg.outliers.method} limit of {limit:.0f}"
+    if cfg.outliers.action == "drop":
+        for it in long:
+            it.drop("length_outlier", why.format(tokens=it.tokens))
+        return
+    truncated = []
+    for it in long:
+        contents = [m["content"] for m in it.messages]
+        msg_tokens = [len(x) for x in tokenizer(contents, add_special_tokens=False)["input_ids"]]
+        overhead = max(0.0, (it.tokens - sum(msg_tokens)) / len(msg_tokens))
+        shorter = clean.truncate_front(it.messages, msg_tokens, overhead, limit)
+        if shorter is None:
+            it.drop("length_outlier", why.format(tokens=it.tokens) + "; the final exchange alone is too long")
+            continue
+        stats.example("truncated", _preview(it.messages), _preview(shorter))
+        it.messages = shorter
+        it.fixes.append("truncated")
+        truncated.append(it)
+    measure_tokens(truncated, tokenizer, check=cfg.roundtrip)
+    for it in truncated:
+        if it.alive and it.tokens > limit:
+            it.drop("length_outlier", why.format(tokens=it.tokens) + " after truncation")
+
+
+def _preview(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m['role']}: {m['content'][:80]}" for m in messages)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 5. dedupe, 6. split
+
+
+def dedupe(items: list[Item], cfg: PrepareConfig) -> dict[int, list[int]]:
+    """Drop duplicates (keeping the first of each cluster, in source order); returns kept -> duplicates."""
+    clusters: dict[int, list[int]] = defaultdict(list)
+    if not (cfg.dedupe.exact or cfg.dedupe.near):
+        return clusters
+    finder = DuplicateFinder(cfg.dedupe)
+    for i, item in enumerate(items):
+        if not item.alive:
+            continue
+        found = finder.add(i, item.messages)
+        if found is not None:
+            kept, kind = found
+            item.dup_of = kept
+            item.drop(kind, f"duplicates {_where(items[kept].rec)}")
+            clusters[kept].append(i)
+    return clusters
+
+
+def split(items: list[Item], cfg: PrepareConfig) -> None:
+    """Seeded split per source (so every source is represented in validation), then mixing weights."""
+    rng = random.Random(cfg.split.seed)
+    weights = {s.name: s.weight for s in cfg.sources}
+    by_source: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        if item.alive:
+            by_source[item.rec.source].append(item)
+    for source, group in by_source.items():
+        order = list(range(len(group)))
+        rng.shuffle(order)
+        n_val = int(len(group) * cfg.split.val_fraction + 0.5)  # half up: a 2-record source at 0.25 gives 1
+        val = set(order[:n_val])
+        for j, item in enumerate(group):
+            item.split = "val" if j in val else "train"
+            if item.split == "train" and weights[source] != 1.0:
+                w = weights[source]
+                item.copies = int(w) + (rng.random() < w - int(w))
+                if item.copies == 0:
+                    item.drop("mix_weight", f"not sampled at source weight {w}")
+
+
+def find_leakage(items: list[Item]) -> dict[str, Any]:
+    """Validation conversations whose first user prompt (normalised) or whole text also appears in train."""
+    train_prompts, train_convs = set(), set()
+    for it in items:
+        if it.alive and it.split == "train":
+            train_prompts.add(_prompt_hash(it))
+            train_convs.add(text_hash(normalised_text(it.messages)))
+    prompt_leaks, conv_leaks, examples = 0, 0, []
+    for it in items:
+        if it.alive and it.split == "val":
+            if text_hash(normalised_text(it.messages)) in train_convs:
+                conv_leaks += 1
+            if _prompt_hash(it) in train_prompts:
+                prompt_leaks += 1
+                if len(examples) < 5:
+                    examples.append(_where(it.rec))
+    return {"same_conversation": conv_leaks, "same_prompt": prompt_leaks, "examples": examples}
+
+
+def _prompt_hash(item: Item) -> bytes:
+    prompt = next((m for m in item.messages if m["role"] == "user"), {"role": "user", "content": ""})
+    return text_hash(normalised_text([prompt]))
+
+
+def _where(rec: RawRecord) -> str:
+    return f"{rec.file}:{rec.loc}" if rec.loc_kind == "line" else f"{rec.file}[{rec.loc}]"
+
+
+# ----------------------------------------------------------------------------------------------------
+# outputs
+
+
+def write_outputs(
+    items: list[Item],
+    cfg: PrepareConfig,
+    stats: Stats,
+    clusters: dict[int, list[int]],
+    leakage: dict[str, Any],
+    max_length: int,
+    epochs: float,
+    n_params: int | None,
+) -> PrepareResult:
+    out = cfg.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {"train": 0, "val": 0}
+    drops: Counter[str] = Counter()
+    fixes: Counter[str] = Counter()
+    n_kept = n_fixed = 0
+    with (
+        (out / "train.jsonl").open("w", encoding="utf-8") as train_fh,
+        (out / "val.jsonl").open("w", encoding="utf-8") as val_fh,
+        (out / "ledger.jsonl").open("w", encoding="utf-8") as ledger_fh,
+        (out / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine_fh,
+    ):
+        for item in items:
+            entry: dict[str, Any] = dict(item.rec.where)
+            if item.alive:
+                # The strict type is the last gate: whatever is written here loads with read_jsonl.
+                conv = Conversation(messages=[Message(**m) for m in item.messages])
+                line = json.dumps(conv.to_openai(with_meta=False), ensure_ascii=False) + "\n"
+                fh = train_fh if item.split == "train" else val_fh
+                entry.update(
+                    status="fixed" if item.fixes else "kept",
+                    split=item.split,
+                    output_line=rows[item.split] + 1,
+                )
+                for _ in range(item.copies):
+                    fh.write(line)
+                rows[item.split] += item.copies  # type: ignore[index]
+                if item.copies != 1:
+                    entry["copies"] = item.copies
+                n_kept += 1
+                n_fixed += bool(item.fixes)
+                fixes.update({f.split(":")[0] for f in item.fixes})
+            else:
+                entry.update(status="dropped", reason=item.reason, detail=item.detail)
+                if item.dup_of is not None:
+                    entry["duplicate_of"] = items[item.dup_of].rec.where
+                drops[item.reason or "?"] += 1
+                quarantine_fh.write(
+                    json.dumps({**entry, "raw": item.rec.raw}, ensure_ascii=False, default=str) + "\n"
+                )
+            if item.fixes:
+                entry["fixes"] = item.fixes
+            ledger_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    kept = [it for it in items if it.alive]
+    train_lengths = [it.tokens for it in kept if it.split == "train" for _ in range(it.copies)]
+    oa_epochs, billed = openai_estimate(train_lengths)
+    summary_stats = {
+        "input": len(items),
+        "kept": n_kept,
+        "fixed": n_fixed,
+        "dropped": len(items) - n_kept,
+        "train_rows": rows["train"],
+        "val_rows": rows["val"],
+        "drops": dict(drops.most_common()),
+        "fixes": dict(fixes.most_common()),
+        "validation_categories": dict(stats.categories.most_common()),
+        "pii": dict(stats.pii),
+        "glossary": dict(stats.glossary),
+        "languages": dict(stats.languages.most_common()),
+        "by_source": dict(Counter(it.rec.source for it in kept)),
+        "duplicate_clusters": len(clusters),
+        "leakage": leakage,
+        **conversation_stats([it.messages for it in kept], [it.tokens for it in kept], max_length),
+        "assistant_tokens": token_stats([it.trained_tokens for it in kept]),
+        "openai": {"epochs": oa_epochs, "billed_tokens": billed},
+        "local_training_estimate": training_time_estimate(sum(train_lengths), epochs, n_params),
+    }
+    (out / "stats.json").write_text(json.dumps(summary_stats, indent=2), encoding="utf-8")
+    return PrepareResult(
+        out,
+        len(items),
+        n_kept,
+        n_fixed,
+        len(items) - n_kept,
+        rows["train"],
+        rows["val"],
+        drops,
+        fixes,
+        summary_stats,
+    )
+
+
+def conversation_stats(
+    messages: list[list[dict[str, Any]]], tokens: list[int], max_length: int
+) -> dict[str, Any]:
+    return {
+        "messages_per_conversation": token_stats([len(m) for m in messages]),
+        "tokens_per_conversation": token_stats(tokens),
+        "over_max_length": sum(t > max_length for t in tokens),
+        "max_length": max_length,
+        "missing_system": sum(not any(x["role"] == "system" for x in m) for m in messages),
+        "missing_user": sum(not any(x["role"] == "user" for x in m) for m in messages),
+    }
+
+
+def training_time_estimate(tokens: int, epochs: float, n_params: int | None) -> dict[str, Any] | None:
+    """Rough wall-clock for local training: 6 * params * tokens FLOPs at a typical sustained rate
+    (40% of an A100-class GPU's bf16 peak on CUDA; about 25 GFLOP/s per CPU core in fp32)."""
+    if not n_params or not tokens:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        device, flops = torch.cuda.get_device_name(0), 0.4 * 312e12
+    else:
+        device, flops = f"CPU x{torch.get_num_threads()}", 25e9 * torch.get_num_threads()
+    seconds = 6 * n_params * tokens * epochs / flops
+    return {
+        "device": device,
+        "params": n_params,
+        "tokens": tokens,
+        "epochs": epochs,
+        "seconds": round(seconds, 1),
+    }
+
+
+def model_parameter_count(model_name: str) -> int | None:
+    """Parameters of a model from its config.json (no weights loaded); None when not available offline."""
+    from chattune.model import resolve_source
+
+    try:
+        source = resolve_source(model_name)
+        from transformers import AutoConfig
+
+        c = AutoConfig.from_pretrained(source.path)
+    except Exception:  # an estimate only: never fail preparation over it
+        return None
+    d, n_layers = getattr(c, "hidden_size", 0), getattr(c, "num_hidden_layers", 0)
+    ff, vocab = getattr(c, "intermediate_size", 4 * d), getattr(c, "vocab_size", 0)
+    if not d or not n_layers:
+        return None
+    # attention (4 d^2, fewer with grouped KV heads ignored) + gated MLP (3 d ff) per layer, plus embeddings.
+    return int(n_layers * (4 * d * d + 3 * d * ff) + vocab * d)
+
+
+def resolve_training_files(data_cfg: DataConfig) -> tuple[Path, Path | None]:
+    """The files training reads: data.train_file/val_file when set, else what `data prepare` wrote into
+    data.prepare.output_dir (val.jsonl only when it has rows)."""
+    if data_cfg.train_file is not None:
+        return data_cfg.train_file, data_cfg.val_file
+    if data_cfg.prepare is None:
+        raise ConfigError(
+            "data", ["set data.train_file, or data.prepare and run `chattune data prepare` first"]
+        )
+    out = data_cfg.prepare.output_dir
+    train = out / "train.jsonl"
+    if not train.is_file():
+        raise ChattuneError(f"{train} does not exist: run `chattune data prepare CONFIG` first")
+    val = out / "val.jsonl"
+    return train, val if val.is_file() and val.stat().st_size > 0 else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# inspect
+
+
+@dataclass
+class Inspection:
+    path: Path
+    records: int
+    valid: int
+    categories: Counter[str]
+    first_errors: dict[str, str]  # category -> where and detail of its first occurrence
+    stats: dict[str, Any]
+    roundtrip_failures: int
+    assistant_tokens: dict[str, float]
+
+
+def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Inspection:
+    """Validation and statistics of one file, changing nothing (the lenient reader, the strict checks)."""
+    from chattune.data.prepare_config import SourceConfig
+
+    categories: Counter[str] = Counter()
+    first_errors: dict[str, str] = {}
+    items: list[Item] = []
+    n = 0
+    for rec in iter_source(SourceConfig(path=path)):
+        n += 1
+        if rec.error:
+            found, reason, detail = [rec.error], rec.error, rec.detail
+        else:
+            checked = check_record(rec.obj)
+            found, reason, detail = checked.categories, checked.reason, checked.detail
+            if not reason:
+                items.append(Item(rec, checked.messages))
+        categories.update(found)
+        for cat in found:
+            first_errors.setdefault(
+                cat, f"{rec.loc_kind} {rec.loc}: {detail if cat == reason else cat.replace('_', ' ')}"
+            )
+    # Empty turns would fail rendering in the same way training fails; keep them out of the token figures.
+    items = [it for it in items if not any(clean.is_empty(m) for m in it.messages if m["role"] != "system")]
+    measure_tokens(items, tokenizer, check=True)
+    failures = sum(not it.alive for it in items)
+    ok = [it for it in items if it.alive]
+    stats = conversation_stats([it.messages for it in ok], [it.tokens for it in ok], max_length)
+    epochs, billed = openai_estimate([it.tokens for it in ok])
+    stats["openai"] = {"epochs": epochs, "billed_tokens": billed}
+    return Inspection(
+        path,
+        n,
+        len(items),
+        categories,
+        first_errors,
+        stats,
+        failures,
+        token_stats([it.trained_tokens for it in ok]),
+    )
