@@ -1,8 +1,8 @@
 import pytest
 
 from chattune.data.conversation import Conversation, Message
-from chattune.errors import DataError
 from chattune.data.tokenize import IGNORE_INDEX, render_segments, tokenize_conversations
+from chattune.errors import DataError
 
 
 def conv(*turns: tuple[str, str], weight0: int | None = None) -> Conversation:
@@ -68,3 +68,14 @@ def test_template_that_is_not_prefix_stable_is_reported(tiny_tokenizer):
     odd.chat_template = "{% for m in messages %}{% if loop.last or m['role'] != 'assistant' %}{{ m['role'] }}: {{ m['content'] }}\n{% endif %}{% endfor %}"
     with pytest.raises(DataError, match="prefix"):
         render_segments(C, odd)
+
+
+def test_fast_renderer_matches_apply_chat_template(tiny_tokenizer):
+    from chattune.data.tokenize import ChatRenderer
+
+    render = ChatRenderer(tiny_tokenizer)
+    assert render._template is not None  # the fast path is in use for a plain template
+    for gen_prompt in (False, True):
+        for n in range(1, len(C.messages) + 1):
+            msgs = C.as_dicts()[:n]
+            assert render(msgs, gen_prompt) == tiny_tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen_prompt)

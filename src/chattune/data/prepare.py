@@ -37,7 +37,7 @@ from chattune.data.glossary import Glossary
 from chattune.data.ingest import RawRecord, iter_source
 from chattune.data.pii import redact
 from chattune.data.prepare_config import PrepareConfig
-from chattune.data.tokenize import render_segments
+from chattune.data.tokenize import ChatRenderer, render_segments
 from chattune.data.validate import check_record, openai_estimate, token_stats
 from chattune.errors import ChattuneError, ConfigError, DataError
 
@@ -335,13 +335,14 @@ def _measure_batch(
     tokenizer, check, eot = state or _WORKER_STATE  # type: ignore[misc]
     pieces: list[tuple[int, str, bool]] = []  # (position in batch, text, trained)
     problems = [""] * len(batch)
+    render = ChatRenderer(tokenizer)
     for pos, messages in enumerate(batch):
         conv = Conversation(messages=[Message(**m) for m in messages])
         if not check:
-            pieces.append((pos, str(tokenizer.apply_chat_template(conv.as_dicts(), tokenize=False)), False))
+            pieces.append((pos, render(conv.as_dicts()), False))
             continue
         try:
-            segments = render_segments(conv, tokenizer)
+            segments = render_segments(conv, tokenizer, render)
         except DataError as e:
             problems[pos] = str(e)
             continue

@@ -56,17 +56,49 @@ class TokenizeStats:
         )
 
 
-def render_segments(conv: Conversation, tokenizer: PreTrainedTokenizerBase) -> list[tuple[str, bool]]:
-    """The chat-template rendering of `conv` cut into (text, is_trained) pieces."""
-    messages = conv.as_dicts()
+class ChatRenderer:
+    """Renders messages with a tokenizer's chat template, ~3x faster than `apply_chat_template`.
 
-    def render(msgs: list[dict[str, str]], gen_prompt: bool = False) -> str:
-        if not msgs:
-            return ""
-        out = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen_prompt)
+    `apply_chat_template` re-validates its arguments on every call, which dominates when rendering
+    each conversation several times (as `render_segments` does). This renders transformers' own
+    compiled template directly with the variables transformers passes, after checking on a probe that
+    both give the same text; if they ever differ (or transformers moves the helper), it falls back.
+    """
+
+    _PROBE = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer = tokenizer
+        self._template = None
+        try:
+            from transformers.utils.chat_template_utils import _compile_jinja_template
+
+            template = _compile_jinja_template(tokenizer.chat_template)
+            variables = dict(tokenizer.special_tokens_map)
+            if all(self._slow(self._PROBE, g) == template.render(messages=self._PROBE, add_generation_prompt=g, **variables) for g in (False, True)):
+                self._template, self._variables = template, variables
+        except Exception:  # any surprise: the public API is always right
+            self._template = None
+
+    def _slow(self, messages: list[dict[str, str]], gen_prompt: bool) -> str:
+        out = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)
         assert isinstance(out, str)
         return out
 
+    def __call__(self, messages: list[dict[str, str]], gen_prompt: bool = False) -> str:
+        if not messages:
+            return ""
+        if self._template is None:
+            return self._slow(messages, gen_prompt)
+        return self._template.render(messages=messages, add_generation_prompt=gen_prompt, **self._variables)
+
+
+def render_segments(
+    conv: Conversation, tokenizer: PreTrainedTokenizerBase, renderer: ChatRenderer | None = None
+) -> list[tuple[str, bool]]:
+    """The chat-template rendering of `conv` cut into (text, is_trained) pieces."""
+    messages = conv.as_dicts()
+    render = renderer or ChatRenderer(tokenizer)
     full = render(messages)
     segments: list[tuple[str, bool]] = []
     pos = 0
@@ -93,7 +125,8 @@ def tokenize_conversations(
     """Tokenise with labels on assistant tokens only; cut at max_length; drop (and count) examples
     left with nothing to learn. One batched call to the fast tokenizer for every segment."""
     stats = TokenizeStats(conversations=len(conversations))
-    per_conv = [render_segments(c, tokenizer) for c in conversations]
+    renderer = ChatRenderer(tokenizer)
+    per_conv = [render_segments(c, tokenizer, renderer) for c in conversations]
     flat = [text for segs in per_conv for text, _ in segs]
     ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
     examples, k = [], 0
