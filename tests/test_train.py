@@ -189,3 +189,22 @@ def test_schedules(kind, expected):
     cfg = TrainConfig(learning_rate=1.0, warmup_steps=1, scheduler=kind, step_size=2, gamma=0.5)
     got = [lr_at(s, cfg, total_steps=5) for s in range(5)]
     assert got == pytest.approx(expected)
+
+
+def test_holdout_keeps_augmented_copies_with_their_original():
+    from chattune.data.conversation import Conversation, Message
+    from chattune.train.setup import holdout
+
+    def c(meta):
+        return Conversation(messages=[Message(role="user", content="q"), Message(role="assistant", content="a")], meta=meta)
+
+    convs = []
+    for i in range(30):
+        convs += [c({"id": f"o{i}"}), c({"augmented_from": f"o{i}"}), c({"augmented_from": f"o{i}"})]
+    convs.append(c({"id": "pinned", "split": "val"}))
+    train, val = holdout(convs, 0.2, seed=3)
+    assert len(train) + len(val) == len(convs)
+    group = lambda x: x.meta.get("augmented_from", x.meta.get("id"))  # noqa: E731
+    assert not {group(x) for x in train} & {group(x) for x in val}
+    assert "pinned" in {group(x) for x in val}
+    assert 5 <= len({group(x) for x in val}) <= 7  # ~20% of 31 groups

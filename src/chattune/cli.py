@@ -235,5 +235,19 @@ def sweep(
     console.print(f"[bold green]done[/] {result.summary()}", highlight=False)
 
 
+@app.command()
+@reports_errors
+def serve(
+    model: Annotated[str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")],
+    host: Annotated[str, typer.Option(help="Interface to bind. Loopback by default; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Default reply limit when a request sets none.")] = 512,
+) -> None:
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, streaming included)."""
+    from chattune.serve import serve as run_server
+
+    run_server(model, host=host, port=port, max_new_tokens=max_new_tokens)
+
+
 def main() -> None:  # pragma: no cover - entry point
     sys.exit(app())

@@ -40,13 +40,23 @@ def load_conversations(data: DataConfig, seed: int) -> tuple[list[Conversation],
     train = read_jsonl(train_file)
     if val_file is not None:
         return train, read_jsonl(val_file)
-    if data.val_fraction == 0 or len(train) < 2:
-        return train, []
-    shuffled = list(range(len(train)))
-    random.Random(seed).shuffle(shuffled)
-    n_val = max(1, round(data.val_fraction * len(train)))
-    held = set(shuffled[:n_val])
-    return [c for i, c in enumerate(train) if i not in held], [c for i, c in enumerate(train) if i in held]
+    return holdout(train, data.val_fraction, seed)
+
+
+def holdout(conversations: list[Conversation], fraction: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+    """Seeded train/validation split that never separates an original from its augmented copies
+    (grouped by meta.id / meta.augmented_from) and honours an explicit meta.split."""
+    if fraction == 0 or len(conversations) < 2:
+        return conversations, []
+    group_of = [str(c.meta.get("augmented_from", c.meta.get("id", f"#{i}"))) for i, c in enumerate(conversations)]
+    pinned = {g: c.meta["split"] for g, c in zip(group_of, conversations, strict=True) if c.meta.get("split") in ("train", "val")}
+    free = sorted({g for g in group_of if g not in pinned})
+    random.Random(seed).shuffle(free)
+    n_val = max(1, round(fraction * len(set(group_of)))) - sum(1 for s in pinned.values() if s == "val")
+    val_groups = {g for g, s in pinned.items() if s == "val"} | set(free[: max(0, n_val)])
+    train = [c for g, c in zip(group_of, conversations, strict=True) if g not in val_groups]
+    val = [c for g, c in zip(group_of, conversations, strict=True) if g in val_groups]
+    return train, val
 
 
 @dataclass

@@ -1,0 +1,172 @@
+"""The teacher: cache, retries, rate limit and errors against a local OpenAI-compatible stub server;
+local generation with the tiny model (the embedded model's slow test is in test_scenarios_teacher.py).
+
+`OpenAIStub` (also used by the scenario and augmentation tests) is a FastAPI app on 127.0.0.1 serving
+/v1/chat/completions from a reply function, run by uvicorn in a thread for the length of a test.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from chattune.errors import ChattuneError
+from chattune.teacher import Teacher, TeacherConfig
+
+Reply = Callable[[list[dict[str, str]]], str]
+
+
+class OpenAIStub:
+    """`with OpenAIStub(reply) as stub:` serves `reply(messages)` at stub.base_url; stub.requests logs bodies."""
+
+    def __init__(self, reply: Reply, *, fail_first: int = 0):
+        self.reply = reply
+        self.fail_first = fail_first  # answer this many requests with HTTP 500 first (to exercise retries)
+        self.requests: list[dict] = []
+        self.times: list[float] = []
+
+    def __enter__(self) -> OpenAIStub:
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def completions(request: Request):  # type: ignore[no-untyped-def]  # (Request resolved from module globals)
+            body = await request.json()
+            self.times.append(time.monotonic())
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                return JSONResponse(
+                    {"error": {"message": "overloaded", "type": "server_error"}}, status_code=500
+                )
+            self.requests.append(body)
+            content = self.reply(body["messages"])
+            return {
+                "id": f"chatcmpl-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("stub server did not start")
+            time.sleep(0.02)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def config(self, tmp_path: Path, **kw: object) -> TeacherConfig:
+        return TeacherConfig(
+            kind="openai",
+            model="stub-model",
+            base_url=self.base_url,
+            cache_dir=tmp_path / "teacher-cache",
+            **kw,
+        )
+
+
+def echo_last(messages: list[dict[str, str]]) -> str:
+    return "echo: " + messages[-1]["content"]
+
+
+HELLO = [{"role": "user", "content": "Say hello"}]
+
+
+def test_openai_endpoint_answers_and_cache_spares_a_second_request(tmp_path):
+    with OpenAIStub(echo_last) as stub:
+        cfg = stub.config(tmp_path, temperature=0.2, max_new_tokens=7)
+        teacher = Teacher(cfg)
+        assert teacher.complete(HELLO, seed=3) == "echo: Say hello"
+        # the request carried our settings
+        req = stub.requests[0]
+        assert (req["model"], req["temperature"], req["max_tokens"], req["seed"]) == ("stub-model", 0.2, 7, 3)
+        # same request again, even from a new Teacher: served from disk
+        second = Teacher(cfg)
+        assert second.complete(HELLO, seed=3) == "echo: Say hello"
+        assert len(stub.requests) == 1 and (second.requests, second.cache_hits) == (0, 1)
+        # different settings are a different request
+        teacher.complete(HELLO, seed=4)
+        teacher.complete(HELLO, seed=3, temperature=0.0)
+        assert len(stub.requests) == 3
+        assert (teacher.requests, teacher.cache_hits) == (3, 0)
+    assert len(list((tmp_path / "teacher-cache").rglob("*.json"))) == 3
+
+
+def test_server_errors_are_retried(tmp_path):
+    with OpenAIStub(echo_last, fail_first=1) as stub:
+        assert Teacher(stub.config(tmp_path, max_retries=2)).complete(HELLO) == "echo: Say hello"
+        assert len(stub.times) == 2  # one 500, one success
+
+
+def test_failure_after_retries_is_one_clear_error(tmp_path):
+    with (
+        OpenAIStub(echo_last, fail_first=10) as stub,
+        pytest.raises(
+            ChattuneError,
+            match=r"teacher request to http://127\.0\.0\.1:\d+/v1 \(model stub-model\) failed after 0 retries",
+        ),
+    ):
+        Teacher(stub.config(tmp_path, max_retries=0)).complete(HELLO)
+
+
+def test_rate_limit_spaces_requests(tmp_path):
+    with OpenAIStub(echo_last) as stub:
+        teacher = Teacher(stub.config(tmp_path, requests_per_minute=300))  # one request per 0.2 s
+        start = time.monotonic()
+        for i in range(4):
+            teacher.complete([{"role": "user", "content": f"q{i}"}])
+        # Three intervals must have passed. (Arrival gaps at the server jitter on a loaded machine;
+        # the total time is a lower bound that load cannot break.)
+        assert time.monotonic() - start >= 0.6
+        assert len(stub.times) == 4
+
+
+def test_openai_without_key_or_base_url_says_what_to_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHATTUNE_TEST_NO_KEY", raising=False)
+    cfg = TeacherConfig(kind="openai", model="gpt-x", api_key_env="CHATTUNE_TEST_NO_KEY", cache_dir=tmp_path)
+    with pytest.raises(ChattuneError, match=r"\$CHATTUNE_TEST_NO_KEY"):
+        Teacher(cfg).complete(HELLO)
+
+
+def test_local_model_generates_once_loaded_and_caches(tmp_path, tiny_model_dir):
+    teacher = Teacher(
+        TeacherConfig(model=str(tiny_model_dir), cache_dir=tmp_path, max_new_tokens=5, temperature=0.0)
+    )
+    first = teacher.complete(HELLO)
+    assert isinstance(first, str) and teacher.requests == 1
+    model = teacher._local
+    assert teacher.complete([{"role": "user", "content": "another"}]) is not None
+    assert teacher._local is model  # loaded once
+    assert teacher.complete(HELLO) == first and teacher.cache_hits == 1
+
+
+def test_local_sampling_is_repeatable_by_seed(tmp_path, tiny_model_dir):
+    cfg = TeacherConfig(model=str(tiny_model_dir), max_new_tokens=8, temperature=1.0)
+    a = Teacher(cfg.model_copy(update={"cache_dir": tmp_path / "a"})).complete(HELLO, seed=5)
+    b = Teacher(cfg.model_copy(update={"cache_dir": tmp_path / "b"})).complete(HELLO, seed=5)
+    assert a == b
