@@ -86,6 +86,9 @@ class TrainConfig(Section):
         "auto", description="auto: bf16 autocast on GPUs and CPUs that support it (AVX512-BF16/AMX), else fp32."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
+    compile: bool = Field(
+        False, description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation."
+    )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")
 
@@ -108,8 +111,12 @@ class LoraConfig(Section):
 class EvalConfig(Section):
     every_steps: int | None = Field(50, ge=1, description="Validate every N optimizer steps (and always at the end).")
     max_batches: int | None = Field(None, ge=1, description="Cap validation batches per evaluation (None: the whole set).")
-    metric: Literal["val_loss", "val_perplexity", "val_token_accuracy"] = Field(
-        "val_loss", description="Metric for early stopping and for picking the best checkpoint."
+    metric: Literal[
+        "val_loss", "val_perplexity", "val_token_accuracy",
+        "suite_score", "suite_rubric_pass", "suite_behavior_pass", "suite_rouge_l", "suite_chrf", "suite_exact_match",
+    ] = Field(
+        "val_loss",
+        description="Metric for early stopping and for picking the best checkpoint. suite_* metrics need eval.suite_file.",
     )
     patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; null disables.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change in the metric that counts as an improvement.")
@@ -123,7 +130,13 @@ class EvalConfig(Section):
 
     @property
     def greater_is_better(self) -> bool:
-        return self.metric == "val_token_accuracy"
+        return self.metric not in ("val_loss", "val_perplexity")
+
+    @model_validator(mode="after")
+    def _suite_metric_needs_a_suite(self) -> EvalConfig:
+        if self.metric.startswith("suite_") and self.suite_file is None:
+            raise ValueError(f"metric {self.metric} is computed on an eval suite: set eval.suite_file")
+        return self
 
 
 class OutputConfig(Section):
