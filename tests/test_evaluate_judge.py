@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import pytest
 from chattune.evaluate.judge import Judge, judge_messages, parse_verdict
 from chattune.evaluate.suite import Rubric, SuiteItem
 from chattune.teacher import TeacherConfig
+from conftest import serve_in_thread
 
 ITEM = SuiteItem(
     id="t:1",
@@ -26,7 +24,6 @@ ITEM = SuiteItem(
 @pytest.fixture(scope="module")
 def judge_server() -> Iterator[dict]:
     """A FastAPI app serving /v1/chat/completions with a canned grade; counts the requests it gets."""
-    import uvicorn
     from fastapi import FastAPI
 
     state: dict = {"requests": [], "url": ""}
@@ -49,19 +46,9 @@ def judge_server() -> Iterator[dict]:
             ],
         }
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    state["url"] = f"http://127.0.0.1:{port}/v1"
-    yield state
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        state["url"] = url
+        yield state
 
 
 def test_parse_verdict() -> None:

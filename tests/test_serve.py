@@ -1,34 +1,19 @@
 """The OpenAI-compatible server, driven by the official openai client over real HTTP on loopback."""
 
-import socket
-import threading
-import time
-
 import pytest
 
 from chattune.model import load_for_inference
+from conftest import serve_in_thread
 
 
 @pytest.fixture
 def server(tiny_model_dir):
-    import uvicorn
-
     from chattune.serve import create_app
 
     model, tokenizer, _ = load_for_inference(str(tiny_model_dir))
     app = create_app(model, tokenizer, model_name="tiny", system_prompt="you are kit", max_new_tokens=8)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_openai_client_gets_a_completion_and_a_stream(server):

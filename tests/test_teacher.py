@@ -7,19 +7,17 @@ local generation with the tiny model (the embedded model's slow test is in test_
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from chattune.errors import ChattuneError
 from chattune.teacher import Teacher, TeacherConfig
+from conftest import serve_in_thread
 
 Reply = Callable[[list[dict[str, str]]], str]
 
@@ -62,23 +60,12 @@ class OpenAIStub:
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("stub server did not start")
-            time.sleep(0.02)
-        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._serving = serve_in_thread(app)
+        self.base_url = self._serving.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self._serving.__exit__(None, None, None)
 
     def config(self, tmp_path: Path, **kw: object) -> TeacherConfig:
         return TeacherConfig(

@@ -79,26 +79,32 @@ def parse_openai_record(obj: Any, *, file: str | None = None, line: int | None =
     return Conversation(messages=parsed, meta=meta)
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Conversation]]:
-    """Stream (line number, Conversation) from an OpenAI-messages JSONL file; blank lines are skipped.
-
-    Strict: the first bad record raises a one-line DataError with file, line and field. The data
-    preparation stage (`chattune data prepare`) is the lenient path that quarantines bad records.
-    """
+def iter_json_lines(path: str | Path, *, what: str = "file") -> Iterator[tuple[int, Any]]:
+    """Stream (line number, decoded JSON value) from a JSONL file; blank lines are skipped. A line that
+    is not UTF-8 or not JSON raises a one-line DataError with the file and line."""
     path = Path(path)
     if not path.is_file():
-        raise DataError("no such file", file=str(path))
+        raise DataError(f"no such {what}", file=str(path))
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw.decode("utf-8"))
+                yield lineno, json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError as e:
                 raise DataError(f"invalid UTF-8 at byte {e.start}", file=str(path), line=lineno) from None
             except json.JSONDecodeError as e:
                 raise DataError(f"invalid JSON: {e.msg} at column {e.colno}", file=str(path), line=lineno) from None
-            yield lineno, parse_openai_record(obj, file=str(path), line=lineno)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Conversation]]:
+    """Stream (line number, Conversation) from an OpenAI-messages JSONL file.
+
+    Strict: the first bad record raises a one-line DataError with file, line and field. The data
+    preparation stage (`chattune data prepare`) is the lenient path that quarantines bad records.
+    """
+    for lineno, obj in iter_json_lines(path):
+        yield lineno, parse_openai_record(obj, file=str(path), line=lineno)
 
 
 def read_jsonl(path: str | Path) -> list[Conversation]:

@@ -14,14 +14,13 @@ Loading is strict: the first bad line raises a one-line DataError naming file, l
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chattune.data.conversation import parse_openai_record
+from chattune.data.conversation import iter_json_lines, parse_openai_record
 from chattune.errors import DataError
 
 Behavior = Literal["answer", "clarify", "decline", "correct"]
@@ -134,22 +133,10 @@ def _parse_rubric(raw: Any, *, file: str, line: int) -> Rubric | None:
 def load_suite(path: str | Path) -> list[SuiteItem]:
     """Every item of one suite file, in order. Blank lines are skipped; anything else bad is an error."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("no such eval suite file", file=str(path))
-    items = []
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise DataError(f"invalid UTF-8 at byte {e.start}", file=str(path), line=lineno) from None
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"invalid JSON: {e.msg} at column {e.colno}", file=str(path), line=lineno
-                ) from None
-            items.append(parse_item(obj, file=str(path), line=lineno, default_id=f"{path.stem}:{lineno}"))
+    items = [
+        parse_item(obj, file=str(path), line=lineno, default_id=f"{path.stem}:{lineno}")
+        for lineno, obj in iter_json_lines(path, what="eval suite file")
+    ]
     if not items:
         raise DataError("the eval suite has no items", file=str(path))
     return items
