@@ -51,3 +51,9 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_config(write(tmp_path, cfg.to_yaml()))
     assert again.model_dump(exclude={"output"}) == cfg.model_dump(exclude={"output"})
     assert isinstance(again, RunConfig)
+
+
+def test_explicit_nulls_survive_the_saved_config(tmp_path):
+    cfg = load_config(None, ["train.max_grad_norm=null", "eval.every_steps=null"])
+    again = load_config(write(tmp_path, cfg.to_yaml()))
+    assert again.train.max_grad_norm is None and again.eval.every_steps is None

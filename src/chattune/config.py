@@ -171,7 +171,8 @@ class RunConfig(Section):
         return self.output.dir / (self.output.name or "run")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        # Nulls are kept: an explicit `max_grad_norm: null` must not come back as the default.
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
     try:
         cfg = model.model_validate(raw)
     except ValidationError as e:
-        problems += [_describe(err, model) for err in e.errors()]
+        problems += [describe_error(err, model) for err in e.errors()]
     if problems:
         raise ConfigError(source, problems)
     return cfg
@@ -221,7 +222,7 @@ def apply_override(raw: dict[str, Any], item: str) -> str | None:
     return None
 
 
-def _describe(err: Any, model: type[BaseModel]) -> str:
+def describe_error(err: Any, model: type[BaseModel]) -> str:
     path = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         valid = _field_names(model, err["loc"][:-1])

@@ -167,7 +167,7 @@ def build(
         for s in eval_scenes:
             fh.write(json.dumps(to_eval_record(spec, s), ensure_ascii=False) + "\n")
     (out / "spec.yaml").write_text(
-        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False), encoding="utf-8"
+        yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
     report = coverage(
         conversations,
