@@ -69,7 +69,9 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
 
     console = console or Console()
     precision = resolve_precision(cfg.train.precision)
-    accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision))
+    mixed_precision = {"fp32": "no"}.get(precision, precision)
+    _forget_other_precision(mixed_precision)
+    accelerator = Accelerator(mixed_precision=mixed_precision)
     main = accelerator.is_main_process
     run_dir = cfg.run_dir
     resume_from = _prepare_run_dir(cfg, resume, console) if main else None
@@ -132,10 +134,10 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
         batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)][: cfg.eval.max_batches]
         sums = loss_sums(loss_module, batches, pad_id=tokenizer.pad_token_id, device=accelerator.device, autocast=accelerator.autocast)
         metrics = metrics_from_sums(accelerator.reduce(sums, "sum"))
-        if getattr(cfg.eval, "suite_file", None) is not None:  # set by the evaluation stage
+        if cfg.eval.suite_file is not None:  # generation metrics on an eval suite, if configured
             from chattune.evaluate.during_training import suite_metrics
 
-            metrics.update(suite_metrics(accelerator.unwrap_model(loss_module).model, tokenizer, cfg.eval))
+            metrics.update(suite_metrics(model, tokenizer, cfg.eval, system=data.system_prompt))
         return metrics
 
     def save() -> Path:
@@ -147,7 +149,7 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
     params = [p for p in loss_module.parameters() if p.requires_grad]
     loss_module.train()
     running = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss sum, correct, targets
-    window_start, tokens_since = time.perf_counter(), 0
+    window_start, tokens_since, window_steps = time.perf_counter(), 0, 0
     run_start = time.perf_counter() - state.elapsed_seconds
     last_eval: dict[str, float] = {}
     progress = Progress(
@@ -169,7 +171,7 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                     group["lr"] = lr
                 for k, micro in enumerate(window):
                     batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in collate(micro, tokenizer.pad_token_id).items()}
-                    tokens_since += batch["input_ids"].numel()
+                    tokens_since += sum(len(r.input_ids) for r in micro)  # real tokens, not padding
                     sync = k == len(window) - 1
                     with nullcontext() if sync else accelerator.no_sync(loss_module):
                         with accelerator.autocast():
@@ -181,6 +183,7 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
+                window_steps += 1
                 state.micro_step += cfg.train.grad_accum
                 state.epoch = state.micro_step / micro_per_epoch
                 progress.update(task, completed=state.step)
@@ -196,11 +199,12 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                         "epoch": state.epoch,
                         "tokens_per_second": tokens_since * world / elapsed,
                         "trained_tokens_per_second": totals[2] / elapsed,
+                        "seconds_per_step": elapsed / window_steps,
                     }
                     state.tokens_seen += tokens_since * world
                     state.targets_seen += int(totals[2])
                     running.zero_()
-                    window_start, tokens_since = time.perf_counter(), 0
+                    window_start, tokens_since, window_steps = time.perf_counter(), 0, 0
                     if metrics_log:
                         metrics_log.log(state.step, "train", record)
                     info = f"loss {record['loss']:.4f} lr {lr:.2e} {record['tokens_per_second']:,.0f} tok/s"
@@ -260,6 +264,16 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
         eps=cfg.adam_epsilon,
         fused=fused,
     )
+
+
+def _forget_other_precision(mixed_precision: str) -> None:
+    """accelerate keeps one AcceleratorState per process and refuses an Accelerator with another
+    precision; a second run in the same process (tests, sweeps) may differ. The process group and
+    device (PartialState) are kept."""
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state()
 
 
 def _improved(value: float, best: float | None, greater_is_better: bool, min_delta: float) -> bool:

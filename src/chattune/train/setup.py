@@ -25,6 +25,7 @@ from chattune.data.tokenize import (
 from chattune.errors import ChattuneError
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -113,7 +114,26 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
+    if cfg.train.compile:
+        compile_layers(model)
     return model
+
+
+def compile_layers(model: torch.nn.Module) -> int:
+    """torch.compile every decoder layer in place; returns how many.
+
+    Only the layers: the attention mask (block-diagonal for packed rows, built from the position ids),
+    the rotary tables and the loss stay eager, so compilation cannot change what attends to what.
+    `nn.Module.compile` keeps parameter names, so checkpoints and LoRA merging are unchanged, and the
+    layers share one compiled graph (the parameters are graph inputs). Shapes vary with the batch
+    length; dynamo makes the length dynamic after the first change instead of recompiling for each.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.compile()
+    return len(layers)
 
 
 def stats_table(title: str, stats: TokenizeStats) -> Table:
