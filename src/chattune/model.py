@@ -188,7 +188,9 @@ def load_for_inference(
     LoRA outputs load as the merged model when final/ holds one, else as base + adapter (peft).
     """
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a per-tensor loading bar is noise in front of a chat reply
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if Path(name_or_path).is_dir():
         model_dir, run_cfg = find_model_dir(name_or_path)
