@@ -15,20 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from chattune.augment.config import AugmentConfig
 from chattune.data.prepare_config import PrepareConfig
 from chattune.errors import ConfigError
+from chattune.section import Section
 from chattune.sweep.config import SweepConfig
 
 EMBEDDED_MODEL = "embedded"
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are re-validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
 class ModelConfig(Section):

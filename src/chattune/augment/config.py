@@ -1,8 +1,7 @@
 """The `augment:` section of a run config.
 
 Kept free of `chattune.config` imports: config.py imports this module at its top, so importing it back
-would be a cycle. The base class repeats `Section`'s settings instead, and the teacher settings are
-validated into a `chattune.teacher.TeacherConfig` lazily, at load time, by a field validator.
+would be a cycle (the shared base class lives in chattune.section). The teacher settings are validated into a `chattune.teacher.TeacherConfig` lazily, at load time, by a field validator.
 """
 
 from __future__ import annotations
@@ -10,15 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from chattune.section import Section
 
 
-class _Section(BaseModel):
-    # Same settings as chattune.config.Section (unknown keys are errors, assignments re-validated).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-
-class AugmentOps(_Section):
+class AugmentOps(Section):
     """Probability that each operation is applied to a user turn, per copy (0 disables it)."""
 
     keyboard_typo: float = Field(0.2, ge=0, le=1, description="Hit a neighbouring key on a QWERTY keyboard.")
@@ -50,7 +46,7 @@ class AugmentOps(_Section):
     )
 
 
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     input: Path | None = Field(
         None, description="OpenAI-messages JSONL to augment; default: data.train_file."
     )

@@ -16,23 +16,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from chattune.section import Section
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca", "csv", "tsv", "parquet", "hf")
 
 
-class _Section(BaseModel):
-    # Same behaviour as chattune.config.Section; defined here because config.py imports this module.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-
-class ColumnMap(_Section):
+class ColumnMap(Section):
     prompt: str = Field("prompt", description="Column holding the user's message.")
     response: str = Field("response", description="Column holding the assistant's answer.")
     system: str | None = Field(None, description="Optional column holding a system prompt.")
 
 
-class SourceConfig(_Section):
+class SourceConfig(Section):
     path: Path = Field(
         ..., description="A file (.jsonl, .json, .csv, .tsv, .parquet) or a `datasets.save_to_disk` folder."
     )
@@ -59,7 +56,7 @@ class SourceConfig(_Section):
         return self.tag or self.path.stem
 
 
-class TextConfig(_Section):
+class TextConfig(Section):
     unicode: bool = Field(True, description="Repair mojibake and odd encodings with ftfy.")
     html: bool = Field(True, description="Turn HTML markup into plain text (only where tags are present).")
     whitespace: bool = Field(
@@ -67,7 +64,7 @@ class TextConfig(_Section):
     )
 
 
-class PiiConfig(_Section):
+class PiiConfig(Section):
     enabled: bool = Field(True, description="Replace personal data with typed placeholders such as [EMAIL].")
     email: bool = True
     phone: bool = True
@@ -76,7 +73,7 @@ class PiiConfig(_Section):
     url: bool = Field(False, description="Also replace URLs with [URL].")
 
 
-class GlossaryConfig(_Section):
+class GlossaryConfig(Section):
     terms: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Preferred term -> variants, e.g. {error: [bug, defect, glitch], sign in: [log in, signin]}. "
@@ -84,7 +81,7 @@ class GlossaryConfig(_Section):
     )
 
 
-class NoiseConfig(_Section):
+class NoiseConfig(Section):
     enabled: bool = Field(True, description="Drop junk conversations (the reasons below).")
     min_chars: int = Field(2, ge=0, description="Drop when the assistant's text is shorter than this.")
     min_alpha_ratio: float = Field(
@@ -105,7 +102,7 @@ class NoiseConfig(_Section):
     )
 
 
-class LanguageConfig(_Section):
+class LanguageConfig(Section):
     keep: list[str] | None = Field(
         None, description="ISO 639-1 codes to keep, e.g. [en]. Unset: no language filter."
     )
@@ -114,7 +111,7 @@ class LanguageConfig(_Section):
     )
 
 
-class ScopeConfig(_Section):
+class ScopeConfig(Section):
     description: str | None = Field(
         None,
         description="What the data should be about. With it, conversations are scored by embedding similarity.",
@@ -134,7 +131,7 @@ class ScopeConfig(_Section):
         return bool(self.description or self.keywords)
 
 
-class OutlierConfig(_Section):
+class OutlierConfig(Section):
     method: Literal["none", "iqr", "zscore"] = Field(
         "none", description="How to find length outliers on token counts."
     )
@@ -147,7 +144,7 @@ class OutlierConfig(_Section):
     )
 
 
-class DedupeConfig(_Section):
+class DedupeConfig(Section):
     exact: bool = Field(
         True, description="Drop conversations whose normalised text hashes equal one already kept."
     )
@@ -165,12 +162,12 @@ class DedupeConfig(_Section):
     )
 
 
-class SplitConfig(_Section):
+class SplitConfig(Section):
     val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of each source held out for validation.")
     seed: int = Field(42, description="Seeds the split and the mixing-ratio sampling.")
 
 
-class PrepareConfig(_Section):
+class PrepareConfig(Section):
     sources: list[SourceConfig] = Field(
         ..., min_length=1, description="The files to read, in priority order for duplicates."
     )

@@ -9,7 +9,7 @@
         lora.r: {type: categorical, choices: [8, 16, 32]}
 
 Kept free of `chattune.config` imports: config.py imports this module at its top, so importing it back
-would be a cycle. The base class repeats `Section`'s settings instead. That every key of `space` names
+would be a cycle (the shared base class lives in chattune.section). That every key of `space` names
 a real config key is checked by `chattune.sweep.space.validate_space`, which needs the whole RunConfig.
 """
 
@@ -18,18 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, model_validator
+
+from chattune.section import Section
 
 Scalar = str | int | float | bool | None
 LOWER_IS_BETTER = ("val_loss", "val_perplexity")
 
 
-class _Section(BaseModel):
-    # Same settings as chattune.config.Section (unknown keys are errors, assignments re-validated).
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, protected_namespaces=(), populate_by_name=True
-    )
-
+class _Section(Section):
+    # Sweep parameters accept aliases (values/choices) by either name.
+    model_config = ConfigDict(**Section.model_config, populate_by_name=True)
 
 class FloatParam(_Section):
     """A real number from [low, high] (log: uniform in log space, the right choice for learning rates),
