@@ -1,7 +1,8 @@
 """The `augment:` section of a run config.
 
 Kept free of `chattune.config` imports: config.py imports this module at its top, so importing it back
-would be a cycle (the shared base class lives in chattune.section). The teacher settings are validated into a `chattune.teacher.TeacherConfig` lazily, at load time, by a field validator.
+would be a cycle (the shared base class lives in chattune.section). The teacher settings are
+validated into a `chattune.teacher.TeacherConfig` lazily, at load time, by a field validator.
 """
 
 from __future__ import annotations
