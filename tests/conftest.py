@@ -132,3 +132,30 @@ def serve_in_thread(app, *, timeout: float = 20.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def train_file(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "train.jsonl", support_conversations(48))
+
+
+def tiny_run_config(model_dir, train_file, tmp_path, *overrides):
+    """A short run of the tiny model on `train_file`: 12 steps, validation every 4, fp32."""
+    from chattune.config import load_config
+
+    return load_config(
+        None,
+        [
+            f"model.name={model_dir}",
+            f"data.train_file={train_file}",
+            "data.val_fraction=0.25",
+            "data.max_length=128",
+            "train.learning_rate=3e-3",
+            "train.precision=fp32",
+            "train.max_steps=12",
+            "eval.every_steps=4",
+            f"output.dir={tmp_path / 'runs'}",
+            "output.name=t",
+            *overrides,
+        ],
+    )

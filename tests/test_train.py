@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from chattune.config import TrainConfig, load_config
+from chattune.config import TrainConfig
 from chattune.data.conversation import read_jsonl
 from chattune.data.tokenize import tokenize_conversations
 from chattune.errors import ChattuneError
@@ -19,31 +18,8 @@ from chattune.train import run
 from chattune.train.batching import collate, pack
 from chattune.train.loss import SupervisedLoss
 from chattune.train.schedule import lr_at
-from conftest import support_conversations, write_jsonl
-
-
-@pytest.fixture
-def train_file(tmp_path) -> Path:
-    return write_jsonl(tmp_path / "train.jsonl", support_conversations(48))
-
-
-def config(model_dir, train_file, tmp_path, *overrides):
-    return load_config(
-        None,
-        [
-            f"model.name={model_dir}",
-            f"data.train_file={train_file}",
-            "data.val_fraction=0.25",
-            "data.max_length=128",
-            "train.learning_rate=3e-3",
-            "train.precision=fp32",
-            "train.max_steps=12",
-            "eval.every_steps=4",
-            f"output.dir={tmp_path / 'runs'}",
-            "output.name=t",
-            *overrides,
-        ],
-    )
+from conftest import tiny_run_config as config
+from conftest import write_jsonl
 
 
 def tiny_model(model_dir):
