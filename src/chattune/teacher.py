@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from chattune.config import EMBEDDED_MODEL, ModelConfig, Section
+from chattune.config import EMBEDDED_MODEL, Section
 from chattune.errors import ChattuneError
 
 if TYPE_CHECKING:
@@ -133,33 +133,17 @@ class Teacher:
         max_new_tokens: int,
         seed: int | None,
     ) -> str:
-        import torch
+        from chattune.generate import GenerationSettings, generate_reply
 
         model, tokenizer = self._load_local()
-        enc = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        sampling: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
-            if seed is not None:
-                torch.manual_seed(seed)
-        with torch.inference_mode():
-            out = model.generate(
-                **enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
-            )
-        new_tokens = out[0, enc["input_ids"].shape[1] :]
-        return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        settings = GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        return generate_reply(model, tokenizer, messages, settings).text
 
     def _load_local(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         if self._local is None:
-            import torch
+            from chattune.model import load_for_inference
 
-            from chattune.model import load_model_and_tokenizer
-
-            model, tokenizer = load_model_and_tokenizer(ModelConfig(name=self.cfg.model))
-            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+            model, tokenizer, _ = load_for_inference(self.cfg.model)  # a name, model folder or run
             self._local = (model, tokenizer)
         return self._local
 
