@@ -100,3 +100,24 @@ def test_validation_categories():
     assert openai_estimate([10] * 10) == (10, 1000)  # 10 examples: epochs raised to 100 // 10
     assert openai_estimate([20_000] * 20_000) == (1, 20_000 * 16385)
     assert token_stats([1, 2, 3])["median"] == 2
+
+
+def test_near_duplicate_recall_just_above_threshold():
+    """Pairs whose true Jaccard is ~0.86 at threshold 0.8 must be found (datasketch's default LSH band
+    weights lose ~18% of them)."""
+    import random
+
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(5000)]
+    finder = DuplicateFinder(DedupeConfig(threshold=0.8))
+    found = 0
+    for k in range(100):
+        words = rng.sample(vocab, 80)
+        near = list(words)
+        near[40:44] = ["x1", "x2", "x3", "x4"]  # 4 of 80 words changed: Jaccard of the 3-grams ~0.86
+        assert finder.add(2 * k, msgs(("user", "q"), ("assistant", " ".join(words)))) is None
+        found += finder.add(2 * k + 1, msgs(("user", "q"), ("assistant", " ".join(near)))) == (
+            2 * k,
+            "near_duplicate",
+        )
+    assert found >= 95

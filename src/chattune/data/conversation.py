@@ -66,12 +66,21 @@ def parse_openai_record(obj: Any, *, file: str | None = None, line: int | None =
             raise DataError("message is not an object", file=file, line=line, field=field)
         role, content = m.get("role"), m.get("content")
         if role not in ROLES:
-            raise DataError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})", file=file, line=line, field=f"{field}.role")
+            raise DataError(
+                f"unknown role {role!r} (expected one of {', '.join(ROLES)})",
+                file=file,
+                line=line,
+                field=f"{field}.role",
+            )
         if not isinstance(content, str):
-            raise DataError("content is missing or not a string", file=file, line=line, field=f"{field}.content")
+            raise DataError(
+                "content is missing or not a string", file=file, line=line, field=f"{field}.content"
+            )
         weight = m.get("weight")
         if weight not in (None, 0, 1):
-            raise DataError(f"weight must be 0 or 1, got {weight!r}", file=file, line=line, field=f"{field}.weight")
+            raise DataError(
+                f"weight must be 0 or 1, got {weight!r}", file=file, line=line, field=f"{field}.weight"
+            )
         parsed.append(Message(role=role, content=content, weight=weight))
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
@@ -94,7 +103,9 @@ def iter_json_lines(path: str | Path, *, what: str = "file") -> Iterator[tuple[i
             except UnicodeDecodeError as e:
                 raise DataError(f"invalid UTF-8 at byte {e.start}", file=str(path), line=lineno) from None
             except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg} at column {e.colno}", file=str(path), line=lineno) from None
+                raise DataError(
+                    f"invalid JSON: {e.msg} at column {e.colno}", file=str(path), line=lineno
+                ) from None
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Conversation]]:

@@ -37,6 +37,7 @@ PHONE_RE = re.compile(
 )
 # Cheap pre-check: most messages contain none of these, and skip all six regexes.
 _MAYBE = re.compile(r"@|\d|www\.|https?:", re.IGNORECASE)
+_URL_HINT = re.compile(r"www\.|https?:", re.IGNORECASE)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -65,15 +66,18 @@ def redact(text: str, cfg: PiiConfig) -> tuple[str, Counter[str]]:
         return pattern.sub(repl, text)
 
     # Order matters: URLs and emails first (they contain digits and dots), cards before phones.
-    if cfg.url:
+    # Each pattern runs only when the character it cannot match without is present.
+    if cfg.url and _URL_HINT.search(text):
         text = sub("url", URL_RE, text)
-    if cfg.email:
+    if cfg.email and "@" in text:
         text = sub("email", EMAIL_RE, text)
     if cfg.credit_card:
         text = sub("credit_card", CARD_RE, text, lambda s: luhn_ok(re.sub(r"\D", "", s)))
     if cfg.ip:
-        text = sub("ip", IPV4_RE, text)
-        text = sub("ip", IPV6_RE, text, _is_ipv6)
+        if "." in text:
+            text = sub("ip", IPV4_RE, text)
+        if ":" in text:
+            text = sub("ip", IPV6_RE, text, _is_ipv6)
     if cfg.phone:
         text = sub(
             "phone",

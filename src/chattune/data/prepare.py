@@ -19,9 +19,8 @@ report.html and plots/*.png.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from chattune.data.conversation import Conversation, Message
 from chattune.data.dedupe import DuplicateFinder, normalised_text, text_hash
 from chattune.data.glossary import Glossary
 from chattune.data.ingest import RawRecord, iter_source
+from chattune.data.parallel import parallel_map, parallel_map_batches
 from chattune.data.pii import redact
 from chattune.data.prepare_config import PrepareConfig
 from chattune.data.tokenize import ChatRenderer, render_segments
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from chattune.config import DataConfig
 
 EXAMPLES_PER_FIX = 3
+EXAMPLE_CHARS = 400
 
 
 @dataclass(slots=True)
@@ -115,7 +116,7 @@ class Stats:
 
     def example(self, kind: str, before: str, after: str) -> None:
         if len(self.examples[kind]) < EXAMPLES_PER_FIX:
-            self.examples[kind].append((before[:400], after[:400]))
+            self.examples[kind].append((before[:EXAMPLE_CHARS], after[:EXAMPLE_CHARS]))
 
 
 def run(
@@ -148,16 +149,18 @@ def run(
         status.update("finding duplicates")
         with timer("dedupe"):
             clusters = dedupe(items, cfg)
-        split(items, cfg)
-        leakage = find_leakage(items)
+        with timer("split"):
+            split(items, cfg)
+            leakage = find_leakage(items)
         status.update("writing outputs")
         with timer("write"):
             result = write_outputs(items, cfg, stats, clusters, leakage, max_length, epochs, n_params)
-    result.stats["seconds"] = timer.seconds
     if cfg.report:
         from chattune.data.report import write_report
 
-        write_report(cfg.output_dir, items, result, stats, clusters)
+        with timer("report"):
+            write_report(cfg.output_dir, items, result, stats, clusters)
+    result.stats["seconds"] = timer.seconds
     return result
 
 
@@ -203,32 +206,64 @@ def ingest(cfg: PrepareConfig, stats: Stats, status: Any = None) -> list[Item]:
 
 def clean_text(items: list[Item], cfg: PrepareConfig, stats: Stats) -> None:
     glossary = Glossary(cfg.glossary.terms) if cfg.glossary.terms else None
-    for item in items:
-        if not item.alive:
+    alive = [it for it in items if it.alive]
+    results = parallel_map(lambda it: clean_messages(it.messages, cfg, glossary), alive)
+    for item, cleaned in zip(alive, results, strict=True):
+        if cleaned is None:
             continue
-        fixes: set[str] = set()
-        for m in item.messages:
-            text = m["content"]
-            new, kinds = clean.fix_text(text, cfg.text)
-            for kind in kinds:
-                stats.example(kind, text, new)
-            fixes.update(kinds)
-            if cfg.pii.enabled:
-                redacted, found = redact(new, cfg.pii)
-                if found:
-                    stats.pii.update(found)
-                    stats.example("pii", new, redacted)
-                    fixes.update(f"pii:{k}" for k in found)
-                    new = redacted
-            if glossary is not None:
-                normalised, found = glossary.apply(new)
-                if found:
-                    stats.glossary.update(found)
-                    stats.example("glossary", new, normalised)
-                    fixes.update(f"glossary:{k}" for k in found)
-                    new = normalised
-            m["content"] = new
-        item.fixes += sorted(fixes)
+        for m, text in zip(item.messages, cleaned.contents, strict=True):
+            m["content"] = text
+        item.fixes += cleaned.fixes
+        stats.pii.update(cleaned.pii)
+        stats.glossary.update(cleaned.glossary)
+        for kind, before, after in cleaned.examples:
+            stats.example(kind, before, after)
+
+
+@dataclass(slots=True)
+class Cleaned:
+    contents: list[str]  # the new text of each message
+    fixes: list[str]
+    pii: Counter[str]
+    glossary: Counter[str]
+    examples: list[tuple[str, str, str]]  # (fix kind, before, after), cut to the report's length
+
+
+def clean_messages(
+    messages: list[dict[str, Any]], cfg: PrepareConfig, glossary: Glossary | None
+) -> Cleaned | None:
+    """Text repairs, PII redaction and glossary terms on one conversation; None when nothing changed."""
+    contents, fixes, examples = [], set(), []
+    pii: Counter[str] = Counter()
+    terms: Counter[str] = Counter()
+
+    def example(kind: str, before: str, after: str) -> None:
+        examples.append((kind, before[:EXAMPLE_CHARS], after[:EXAMPLE_CHARS]))
+
+    for m in messages:
+        text = m["content"]
+        new, kinds = clean.fix_text(text, cfg.text)
+        for kind in kinds:
+            example(kind, text, new)
+        fixes.update(kinds)
+        if cfg.pii.enabled:
+            redacted, found = redact(new, cfg.pii)
+            if found:
+                pii.update(found)
+                example("pii", new, redacted)
+                fixes.update(f"pii:{k}" for k in found)
+                new = redacted
+        if glossary is not None:
+            normalised, found = glossary.apply(new)
+            if found:
+                terms.update(found)
+                example("glossary", new, normalised)
+                fixes.update(f"glossary:{k}" for k in found)
+                new = normalised
+        contents.append(new)
+    if not fixes:
+        return None
+    return Cleaned(contents, sorted(fixes), pii, terms, examples)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -237,36 +272,16 @@ def clean_text(items: list[Item], cfg: PrepareConfig, stats: Stats) -> None:
 
 def filter_noise(items: list[Item], cfg: PrepareConfig, stats: Stats, status: Any = None) -> None:
     keywords = clean.keyword_pattern(cfg.scope.keywords)
-    keep_langs = set(cfg.language.keep or [])
-    for item in items:
-        if not item.alive:
-            continue
-        if any(clean.is_empty(m) for m in item.messages):
-            if cfg.noise.empty_turns == "drop_conversation" and any(
-                clean.is_empty(m) for m in item.messages if m["role"] != "system"
-            ):
-                item.drop("empty_turn", "a user or assistant turn has no text")
-                continue
-            item.messages = clean.drop_empty_turns(item.messages)
+    alive = [it for it in items if it.alive]
+    verdicts = parallel_map(lambda it: noise_verdict(it.messages, cfg, keywords), alive)
+    for item, verdict in zip(alive, verdicts, strict=True):
+        if verdict.messages is not None:
+            item.messages = verdict.messages
             item.fixes.append("dropped_empty_turns")
-            if not any(m["role"] == "assistant" for m in item.messages):
-                item.drop("empty_turn", "no assistant turn left after removing empty turns")
-                continue
-        if cfg.noise.enabled and (noise := clean.noise_reason(item.messages, cfg.noise)):
-            item.drop(*noise)
-            continue
-        if keep_langs:
-            lang = clean.detect_language(item.messages, cfg.language.min_chars)
-            stats.languages[lang] += 1
-            if lang != "und" and lang not in keep_langs:
-                item.drop("language", f"detected {lang!r}, keeping {', '.join(sorted(keep_langs))}")
-                continue
-        if (
-            keywords is not None
-            and not cfg.scope.description
-            and not keywords.search(clean.scope_text(item.messages))
-        ):
-            item.drop("off_scope", "mentions none of scope.keywords")
+        if verdict.language is not None:
+            stats.languages[verdict.language] += 1
+        if verdict.drop is not None:
+            item.drop(*verdict.drop)
     if cfg.scope.description:
         if status is not None:
             status.update("scoring scope with all-MiniLM-L6-v2")
@@ -279,6 +294,42 @@ def filter_noise(items: list[Item], cfg: PrepareConfig, stats: Stats, status: An
                     "off_scope",
                     f"similarity {score:.2f} to scope.description (min_similarity {cfg.scope.min_similarity})",
                 )
+
+
+@dataclass(slots=True)
+class NoiseVerdict:
+    messages: list[dict[str, Any]] | None = None  # replaces the messages when empty turns were removed
+    language: str | None = None  # detected, when a language filter is on
+    drop: tuple[str, str] | None = None  # (reason, detail)
+
+
+def noise_verdict(
+    messages: list[dict[str, Any]], cfg: PrepareConfig, keywords: re.Pattern[str] | None
+) -> NoiseVerdict:
+    """Empty turns, junk, language and keyword scope for one conversation, in that order (the first
+    reason to drop wins). Scope by embedding similarity runs afterwards, batched, in filter_noise."""
+    verdict = NoiseVerdict()
+    if any(clean.is_empty(m) for m in messages):
+        if cfg.noise.empty_turns == "drop_conversation" and any(
+            clean.is_empty(m) for m in messages if m["role"] != "system"
+        ):
+            verdict.drop = ("empty_turn", "a user or assistant turn has no text")
+            return verdict
+        messages = verdict.messages = clean.drop_empty_turns(messages)
+        if not any(m["role"] == "assistant" for m in messages):
+            verdict.drop = ("empty_turn", "no assistant turn left after removing empty turns")
+            return verdict
+    if cfg.noise.enabled and (noise := clean.noise_reason(messages, cfg.noise)):
+        verdict.drop = noise
+        return verdict
+    if keep_langs := cfg.language.keep:
+        lang = verdict.language = clean.detect_language(messages, cfg.language.min_chars)
+        if lang != "und" and lang not in keep_langs:
+            verdict.drop = ("language", f"detected {lang!r}, keeping {', '.join(sorted(keep_langs))}")
+            return verdict
+    if keywords is not None and not cfg.scope.description and not keywords.search(clean.scope_text(messages)):
+        verdict.drop = ("off_scope", "mentions none of scope.keywords")
+    return verdict
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -300,39 +351,23 @@ def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
 
 def measure_tokens(items: list[Item], tokenizer: PreTrainedTokenizerBase, *, check: bool = True) -> None:
     """Set item.tokens from the chat-template rendering; with `check`, drop items whose rendering trains
-    no assistant token or never trains the end-of-turn token (the model would not learn to stop).
-
-    Rendering is pure-Python Jinja (~0.3 ms per turn), so large inputs are spread over worker processes
-    (forked: the tokenizer is inherited, not pickled); results come back as a few ints per conversation.
-    """
+    no assistant token or never trains the end-of-turn token (the model would not learn to stop)."""
     if not items:
         return
     eot = end_of_turn_ids(tokenizer) if check else set()
-    batches = [[it.messages for it in items[i : i + _CHUNK]] for i in range(0, len(items), _CHUNK)]
-    workers = min(len(batches), os.cpu_count() or 1, 8)
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        global _WORKER_STATE
-        _WORKER_STATE = (tokenizer, check, eot)
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = [r for batch in pool.imap(_measure_batch, batches) for r in batch]
-        _WORKER_STATE = None
-    else:
-        results = [r for batch in batches for r in _measure_batch(batch, (tokenizer, check, eot))]
+    results = parallel_map_batches(
+        lambda batch: _measure_batch([it.messages for it in batch], tokenizer, check, eot), items
+    )
     for item, (tokens, trained, problem) in zip(items, results, strict=True):
         item.tokens, item.trained_tokens = tokens, trained
         if problem:
             item.drop("roundtrip_failed", problem)
 
 
-_CHUNK = 2000
-_WORKER_STATE: tuple[Any, bool, set[int]] | None = None
-
-
 def _measure_batch(
-    batch: list[list[dict[str, Any]]], state: tuple[Any, bool, set[int]] | None = None
+    batch: list[list[dict[str, Any]]], tokenizer: PreTrainedTokenizerBase, check: bool, eot: set[int]
 ) -> list[tuple[int, int, str]]:
     """(tokens, trained tokens, problem or "") for each conversation of a batch."""
-    tokenizer, check, eot = state or _WORKER_STATE  # type: ignore[misc]
     pieces: list[tuple[int, str, bool]] = []  # (position in batch, text, trained)
     problems = [""] * len(batch)
     render = ChatRenderer(tokenizer)
@@ -347,7 +382,7 @@ def _measure_batch(
             problems[pos] = str(e)
             continue
         pieces += [(pos, text, trained) for text, trained in segments]
-    ids = tokenizer([p[1] for p in pieces], add_special_tokens=False)["input_ids"] if pieces else []
+    ids = _token_ids(tokenizer, [p[1] for p in pieces])
     total = [0] * len(batch)
     trained_ids: list[list[int]] = [[] for _ in batch]
     for (pos, _, trained), piece in zip(pieces, ids, strict=True):
@@ -362,6 +397,17 @@ def _measure_batch(
         elif eot and not eot.intersection(trained_ids[pos]):
             problems[pos] = "the end-of-turn token is not among the trained tokens"
     return [(total[p], len(trained_ids[p]), problems[p]) for p in range(len(batch))]
+
+
+def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens added. A fast tokenizer's Rust backend is called
+    directly: transformers' conversion of its output to Python dicts costs more than the encoding."""
+    if not texts:
+        return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [enc.ids for enc in backend.encode_batch(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def outlier_limit(lengths: list[int], cfg: PrepareConfig) -> float | None:
@@ -423,10 +469,10 @@ def dedupe(items: list[Item], cfg: PrepareConfig) -> dict[int, list[int]]:
     if not (cfg.dedupe.exact or cfg.dedupe.near):
         return clusters
     finder = DuplicateFinder(cfg.dedupe)
-    for i, item in enumerate(items):
-        if not item.alive:
-            continue
-        found = finder.add(i, item.messages)
+    alive = [i for i, item in enumerate(items) if item.alive]
+    signatures = parallel_map(lambda i: finder.signature(items[i].messages), alive)
+    for i, found in zip(alive, finder.find(alive, signatures), strict=True):
+        item = items[i]
         if found is not None:
             kept, kind = found
             item.dup_of = kept
@@ -459,17 +505,15 @@ def split(items: list[Item], cfg: PrepareConfig) -> None:
 
 def find_leakage(items: list[Item]) -> dict[str, Any]:
     """Validation conversations whose first user prompt (normalised) or whole text also appears in train."""
-    train_prompts, train_convs = set(), set()
-    for it in items:
-        if it.alive and it.split == "train":
-            train_prompts.add(_prompt_hash(it))
-            train_convs.add(text_hash(normalised_text(it.messages)))
+    alive = [it for it in items if it.alive]
+    hashes = parallel_map(lambda it: (text_hash(normalised_text(it.messages)), _prompt_hash(it)), alive)
+    train_convs = {conv for it, (conv, _) in zip(alive, hashes, strict=True) if it.split == "train"}
+    train_prompts = {prompt for it, (_, prompt) in zip(alive, hashes, strict=True) if it.split == "train"}
     prompt_leaks, conv_leaks, examples = 0, 0, []
-    for it in items:
-        if it.alive and it.split == "val":
-            if text_hash(normalised_text(it.messages)) in train_convs:
-                conv_leaks += 1
-            if _prompt_hash(it) in train_prompts:
+    for it, (conv, prompt) in zip(alive, hashes, strict=True):
+        if it.split == "val":
+            conv_leaks += conv in train_convs
+            if prompt in train_prompts:
                 prompt_leaks += 1
                 if len(examples) < 5:
                     examples.append(_where(it.rec))

@@ -65,7 +65,11 @@ class ChatRenderer:
     both give the same text; if they ever differ (or transformers moves the helper), it falls back.
     """
 
-    _PROBE = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]
+    _PROBE = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+    ]
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.tokenizer = tokenizer
@@ -75,7 +79,11 @@ class ChatRenderer:
 
             template = _compile_jinja_template(tokenizer.chat_template)
             variables = dict(tokenizer.special_tokens_map)
-            if all(self._slow(self._PROBE, g) == template.render(messages=self._PROBE, add_generation_prompt=g, **variables) for g in (False, True)):
+            if all(
+                self._slow(self._PROBE, g)
+                == template.render(messages=self._PROBE, add_generation_prompt=g, **variables)
+                for g in (False, True)
+            ):
                 self._template, self._variables = template, variables
         except Exception:  # any surprise: the public API is always right
             self._template = None
@@ -105,7 +113,8 @@ def render_segments(
     for i, msg in enumerate(conv.messages):
         if msg.role != "assistant" or msg.weight == 0:
             continue
-        prompt, through = render(messages[:i], gen_prompt=True), render(messages[: i + 1])
+        prompt = render(messages[:i], gen_prompt=True)
+        through = full if i == len(messages) - 1 else render(messages[: i + 1])
         end = len(through.rstrip())
         if not (through.startswith(prompt) and full.startswith(through[:end]) and len(prompt) >= pos):
             raise DataError(
