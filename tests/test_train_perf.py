@@ -11,13 +11,13 @@ from chattune.train import run
 from chattune.train.batching import collate, pack
 from chattune.train.loss import SupervisedLoss
 from chattune.train.setup import compile_layers
-from conftest import support_conversations, write_jsonl
+from conftest import support_conversations, tiny_run_config, write_jsonl
 
 
 def _loss_and_grads(model, batch, chunk_size=512):
     loss, correct = SupervisedLoss(model, chunk_size=chunk_size)(**batch)
     loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return loss.detach(), correct, grads
 
@@ -94,3 +94,89 @@ def test_head_chunks_change_memory_not_the_loss_or_gradients(tiny_model_dir, tin
     assert int(correct_small) == int(correct_one)
     for name, g in grads_one.items():
         torch.testing.assert_close(grads_small[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _packed_batch(tiny_tokenizer, tmp_path, rows=2):
+    convs = read_jsonl(write_jsonl(tmp_path / "t.jsonl", support_conversations(16)))
+    examples, _ = tokenize_conversations(convs, tiny_tokenizer, max_length=128)
+    return collate(pack(examples, 128)[:rows], tiny_tokenizer.pad_token_id)
+
+
+def _plain_cross_entropy(model, batch):
+    """The textbook computation: every logit, then cross-entropy at the scored positions."""
+    hidden = model.model(
+        input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+    ).last_hidden_state
+    logits = model.lm_head(hidden[:, :-1]).reshape(-1, model.config.vocab_size)
+    return torch.nn.functional.cross_entropy(
+        logits[batch["select"]].float(), batch["targets"], reduction="sum"
+    )
+
+
+def test_fused_head_gives_the_gradients_of_plain_cross_entropy(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Training computes the head's gradients inside the forward pass; they must be the textbook ones,
+    for every parameter, with the head trained (full) or frozen (as under LoRA)."""
+    from transformers import AutoModelForCausalLM
+
+    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    for head_trained in (True, False):
+        model.lm_head.weight.requires_grad_(head_trained)
+        fused_loss, _, fused = _loss_and_grads(model, batch, chunk_size=7)  # several chunks
+        plain_loss = _plain_cross_entropy(model, batch)
+        (plain_loss * 0.5).backward()  # backward's incoming gradient is applied, not assumed to be 1
+        torch.testing.assert_close(fused_loss, plain_loss.detach(), rtol=1e-5, atol=1e-5)
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                torch.testing.assert_close(p.grad, fused[name] * 0.5, rtol=1e-4, atol=1e-7, msg=name)
+            else:
+                assert name not in fused
+        model.zero_grad(set_to_none=True)
+
+
+def test_fast_dropout_drops_at_rate_p_keeps_the_mean_and_follows_the_seed():
+    from chattune.train.dropout import FastDropout
+
+    dropout = FastDropout(0.1).train()
+    x = torch.ones(1000, 1000, requires_grad=True)
+    torch.manual_seed(0)
+    y = dropout(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.9) < 0.002  # 1e6 draws: the standard error is 0.0003
+    assert abs(y.mean().item() - 1.0) < 0.003  # kept values scaled by 1 / keep rate
+    y.sum().backward()
+    assert torch.equal(x.grad, (y != 0).float() * y.max().item())  # gradient through the same mask
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x), y)  # the torch generator decides: seeded runs and resumes repeat
+    assert torch.equal(dropout.eval()(x), x)
+    columns = (dropout.train()(torch.ones(4000, 4)) != 0).float().mean(0)  # each 16-bit lane is uniform
+    assert all(abs(c - 0.9) < 0.02 for c in columns.tolist())
+
+
+def test_lora_frozen_weights_in_bf16_give_the_autocast_loss(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Under bf16 autocast LoRA's frozen projections are stored in bf16; autocast casts them to bf16
+    anyway, so the loss and the adapter gradients must be exactly those of fp32-stored weights."""
+    from chattune.train.setup import build_model
+
+    cfg = tiny_run_config(
+        tiny_model_dir, tmp_path / "t.jsonl", tmp_path, "train.method=lora", "lora.dropout=0"
+    )
+    stored_bf16 = build_model(
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "bf16"})})
+    )
+    stored_fp32 = build_model(cfg)
+    head = stored_bf16.get_output_embeddings()
+    linears = [m for m in stored_bf16.modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    assert {m.weight.dtype for m in linears if not m.weight.requires_grad} == {torch.bfloat16}
+    assert {m.weight.dtype for m in linears if m.weight.requires_grad} == {torch.float32}  # adapters
+    assert head.weight.dtype == torch.float32  # tied to the embeddings: the residual stream stays fp32
+    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    results = []
+    for model in (stored_bf16, stored_fp32):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = SupervisedLoss(model)(**batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    assert torch.equal(results[0][0], results[1][0])
+    for name, grad in results[1][1].items():
+        assert torch.equal(results[0][1][name], grad), name

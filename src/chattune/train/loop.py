@@ -137,7 +137,8 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
         if cfg.eval.suite_file is not None:  # generation metrics on an eval suite, if configured
             from chattune.evaluate.during_training import suite_metrics
 
-            metrics.update(suite_metrics(model, tokenizer, cfg.eval, system=data.system_prompt))
+            with accelerator.autocast():  # the training precision (and LoRA's frozen weights may be bf16)
+                metrics.update(suite_metrics(model, tokenizer, cfg.eval, system=data.system_prompt))
         return metrics
 
     def save() -> Path:

@@ -3,7 +3,8 @@
 A causal LM's head turns every hidden state into vocabulary logits (49,152 per token for SmolLM2),
 and in fp32 that is about half of a training step on CPU. Only assistant tokens are scored, so this
 gathers their hidden states first and projects just those, in chunks so the full (targets x vocab)
-logits never exist at once.
+logits never exist at once. When training, each chunk's gradients are formed in the forward pass
+(FusedHeadLoss), so no chunk is projected twice.
 
 The wrapper is an nn.Module so that accelerate can wrap it (DDP/FSDP hooks run on its forward).
 """
@@ -17,9 +18,8 @@ from torch.utils.checkpoint import checkpoint
 
 
 class SupervisedLoss(nn.Module):
-    # 512 targets x 49,152 vocab: ~250 MB of logits and their gradient at a time. Whole-batch logits
-    # (4 x 512 packed rows, ~1,400 targets) held ~0.5 GB more at the peak; recomputing each chunk's
-    # logits in backward costs one more head matmul, ~5% of a step.
+    # 512 targets x 49,152 vocab: ~100 MB of fp32 logits at a time. Whole-batch logits (4 x 512 packed
+    # rows, ~1,400 targets) held ~0.5 GB more at the peak.
     def __init__(self, model: nn.Module, chunk_size: int = 512):
         super().__init__()
         self.model = model
@@ -40,12 +40,14 @@ class SupervisedLoss(nn.Module):
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, select)
         head = lm.get_output_embeddings()
         softcap = getattr(lm.config, "final_logit_softcapping", None)
+        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad)
+        if needs_grad and not softcap and getattr(head, "bias", None) is None:
+            return FusedHeadLoss.apply(hidden, head.weight, targets, self.chunk_size)
         loss = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         for start in range(0, hidden.shape[0], self.chunk_size):
             h, t = hidden[start : start + self.chunk_size], targets[start : start + self.chunk_size]
-            if torch.is_grad_enabled():
-                # Recompute each chunk's logits in backward instead of keeping them all.
+            if needs_grad:  # soft-capped or biased heads: recompute each chunk's logits in backward
                 chunk_loss, chunk_correct = checkpoint(_head_loss, h, t, head, softcap, use_reentrant=False)
             else:
                 chunk_loss, chunk_correct = _head_loss(h, t, head, softcap)
@@ -61,3 +63,62 @@ def _head_loss(
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return F.cross_entropy(logits, targets, reduction="sum"), (logits.argmax(-1) == targets).sum()
+
+
+class FusedHeadLoss(torch.autograd.Function):
+    """Summed cross-entropy of `hidden @ weight.T` against `targets`, with both gradients computed in the
+    forward pass, chunk by chunk, while each chunk's logits are at hand.
+
+    The checkpointed path above projects every chunk twice (forward, then again in backward) and runs
+    softmax twice; here the gradient of the summed loss w.r.t. the logits, softmax(logits) - onehot,
+    is formed in place of the logits and immediately multiplied out into the hidden-state and weight
+    gradients, which backward then only scales. One head projection and one softmax fewer per step, and
+    still only one chunk of logits alive. The matmuls run in the autocast dtype (as `nn.Linear` would
+    under autocast), softmax and the loss in fp32.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        chunk_size: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        with torch.autocast(device, enabled=False):
+            w = weight.to(dtype)
+            grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+            grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+            loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            correct = torch.zeros((), dtype=torch.long, device=hidden.device)
+            for start in range(0, hidden.shape[0], chunk_size):
+                h = hidden[start : start + chunk_size].to(dtype)
+                t = targets[start : start + chunk_size]
+                logits = (h @ w.T).float()
+                correct += (logits.argmax(-1) == t).sum()
+                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+                loss += (lse.squeeze(1) - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                grad_logits = logits.sub_(lse).exp_()  # softmax, in place of the logits
+                grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
+                grad_logits = grad_logits.to(dtype)
+                if grad_hidden is not None:
+                    grad_hidden[start : start + chunk_size] = grad_logits @ w
+                if grad_weight is not None:
+                    grad_weight += (grad_logits.T @ h).to(grad_weight.dtype)
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.mark_non_differentiable(correct)
+        return loss, correct
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, _grad_correct: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        grad_hidden, grad_weight = ctx.saved_tensors  # type: ignore[attr-defined]
+        return (
+            grad_hidden * grad_loss if grad_hidden is not None else None,
+            grad_weight * grad_loss if grad_weight is not None else None,
+            None,
+            None,
+        )
