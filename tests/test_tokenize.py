@@ -1,7 +1,7 @@
 import pytest
 
 from chattune.data.conversation import Conversation, Message
-from chattune.data.tokenize import IGNORE_INDEX, render_segments, tokenize_conversations
+from chattune.data.tokenize import IGNORE_INDEX, render_segments, token_ids, tokenize_conversations
 from chattune.errors import DataError
 
 
@@ -13,7 +13,13 @@ def conv(*turns: tuple[str, str], weight0: int | None = None) -> Conversation:
     return Conversation(messages=msgs)
 
 
-C = conv(("system", "you are kit"), ("user", "hello"), ("assistant", "hello how can I help"), ("user", "reset?"), ("assistant", "hold the dial"))
+C = conv(
+    ("system", "you are kit"),
+    ("user", "hello"),
+    ("assistant", "hello how can I help"),
+    ("user", "reset?"),
+    ("assistant", "hold the dial"),
+)
 
 
 def trained_text(tok, ex) -> list[str]:
@@ -42,7 +48,13 @@ def test_tokens_equal_the_template_tokenised_whole(tiny_tokenizer):
 
 
 def test_weight_zero_turn_is_context_only(tiny_tokenizer):
-    c = conv(("user", "hello"), ("assistant", "bad answer"), ("user", "again"), ("assistant", "good answer"), weight0=0)
+    c = conv(
+        ("user", "hello"),
+        ("assistant", "bad answer"),
+        ("user", "again"),
+        ("assistant", "good answer"),
+        weight0=0,
+    )
     (ex,), _ = tokenize_conversations([c], tiny_tokenizer, max_length=512)
     assert trained_text(tiny_tokenizer, ex) == ["good answer<|im_end|>"]
 
@@ -78,4 +90,16 @@ def test_fast_renderer_matches_apply_chat_template(tiny_tokenizer):
     for gen_prompt in (False, True):
         for n in range(1, len(C.messages) + 1):
             msgs = C.as_dicts()[:n]
-            assert render(msgs, gen_prompt) == tiny_tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen_prompt)
+            assert render(msgs, gen_prompt) == tiny_tokenizer.apply_chat_template(
+                msgs, tokenize=False, add_generation_prompt=gen_prompt
+            )
+
+
+def test_token_ids_from_the_rust_backend_equal_the_tokenizer_call(tiny_tokenizer):
+    texts = [
+        "<|im_start|>user\nHow do I pair the kettle?<|im_end|>\n",
+        "  spaces,\nnew lines and ünïcode ",
+        "",
+    ]
+    assert token_ids(tiny_tokenizer, texts) == tiny_tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert token_ids(tiny_tokenizer, []) == []

@@ -17,6 +17,8 @@ import re
 import zlib
 from typing import Any
 
+import numpy as np
+
 from chattune.data.prepare_config import DedupeConfig
 
 _NON_WORD = re.compile(r"[^\w]+")
@@ -52,7 +54,6 @@ class DuplicateFinder:
     """
 
     def __init__(self, cfg: DedupeConfig):
-        import numpy as np
         from datasketch import MinHash, MinHashLSH
 
         self.cfg = cfg
@@ -87,8 +88,6 @@ class DuplicateFinder:
         self, keys: list[Any], signatures: list[tuple[bytes | None, Any]]
     ) -> list[tuple[Any, str] | None]:
         """Register conversations in order; for each, (kept key, kind) of what it duplicates, or None."""
-        import numpy as np
-
         band_keys: list[list[int]] = [[] for _ in keys]
         if self.cfg.near and keys:
             values = np.stack([hv for _, hv in signatures]).astype(np.uint64)
@@ -125,8 +124,6 @@ class DuplicateFinder:
 
     @staticmethod
     def jaccard(a: Any, b: Any) -> float:
-        import numpy as np
-
         """The Jaccard similarity two MinHash signatures estimate: the share of equal values."""
         return float(np.count_nonzero(a == b)) / len(a)
 

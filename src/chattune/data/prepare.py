@@ -37,7 +37,7 @@ from chattune.data.ingest import RawRecord, iter_source
 from chattune.data.parallel import parallel_map, parallel_map_batches
 from chattune.data.pii import redact
 from chattune.data.prepare_config import PrepareConfig
-from chattune.data.tokenize import ChatRenderer, render_segments
+from chattune.data.tokenize import ChatRenderer, render_segments, token_ids
 from chattune.data.validate import check_record, openai_estimate, token_stats
 from chattune.errors import ChattuneError, ConfigError, DataError
 
@@ -382,7 +382,7 @@ def _measure_batch(
             problems[pos] = str(e)
             continue
         pieces += [(pos, text, trained) for text, trained in segments]
-    ids = _token_ids(tokenizer, [p[1] for p in pieces])
+    ids = token_ids(tokenizer, [p[1] for p in pieces])
     total = [0] * len(batch)
     trained_ids: list[list[int]] = [[] for _ in batch]
     for (pos, _, trained), piece in zip(pieces, ids, strict=True):
@@ -397,17 +397,6 @@ def _measure_batch(
         elif eot and not eot.intersection(trained_ids[pos]):
             problems[pos] = "the end-of-turn token is not among the trained tokens"
     return [(total[p], len(trained_ids[p]), problems[p]) for p in range(len(batch))]
-
-
-def _token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
-    """Token ids of each text without special tokens added. A fast tokenizer's Rust backend is called
-    directly: transformers' conversion of its output to Python dicts costs more than the encoding."""
-    if not texts:
-        return []
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return [enc.ids for enc in backend.encode_batch(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def outlier_limit(lengths: list[int], cfg: PrepareConfig) -> float | None:
@@ -439,7 +428,7 @@ def handle_outliers(
     truncated = []
     for it in long:
         contents = [m["content"] for m in it.messages]
-        msg_tokens = [len(x) for x in tokenizer(contents, add_special_tokens=False)["input_ids"]]
+        msg_tokens = [len(x) for x in token_ids(tokenizer, contents)]
         overhead = max(0.0, (it.tokens - sum(msg_tokens)) / len(msg_tokens))
         shorter = clean.truncate_front(it.messages, msg_tokens, overhead, limit)
         if shorter is None:

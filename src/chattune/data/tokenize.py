@@ -128,6 +128,17 @@ def render_segments(
     return [(text, trained) for text, trained in segments if text]
 
 
+def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, no special tokens added. A fast tokenizer's Rust backend is called
+    directly: transformers' conversion of its output to Python dicts costs more than the encoding."""
+    if not texts:
+        return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [enc.ids for enc in backend.encode_batch(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
 def tokenize_conversations(
     conversations: list[Conversation], tokenizer: PreTrainedTokenizerBase, *, max_length: int
 ) -> tuple[list[TokenizedExample], TokenizeStats]:
@@ -137,7 +148,7 @@ def tokenize_conversations(
     renderer = ChatRenderer(tokenizer)
     per_conv = [render_segments(c, tokenizer, renderer) for c in conversations]
     flat = [text for segs in per_conv for text, _ in segs]
-    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    ids = token_ids(tokenizer, flat)
     examples, k = [], 0
     for index, segs in enumerate(per_conv):
         input_ids: list[int] = []
