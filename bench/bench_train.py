@@ -63,7 +63,9 @@ TRL_CONFIGS = {
     "packed": {"packing": True},  # best-fit decreasing; implies padding_free (one flattened row)
 }
 
-CHATTUNE_DEFAULT = ["train.compile=true"]  # chattune's fast setting; off by default in chattune itself
+# chattune's fastest setting per method (compile is off by default in chattune itself). Full: compiled
+# decoder layers. LoRA: eager, where the fused LoRA layers run (under compile, peft's own forward).
+CHATTUNE_DEFAULT = {"full": ["train.compile=true"], "lora": []}
 
 # ---------------------------------------------------------------------------------------------------
 # data
@@ -573,7 +575,7 @@ def main() -> None:
         action="append",
         default=None,
         metavar="KEY=VALUE",
-        help=f"chattune config override, repeatable (default: {' '.join(CHATTUNE_DEFAULT)}; pass train.compile=false for eager)",
+        help=f"chattune config override, repeatable (default: {CHATTUNE_DEFAULT}; e.g. train.compile=false)",
     )
     p.add_argument("--json", type=Path, help="also write every run's raw figures here")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -621,7 +623,7 @@ def main() -> None:
             "lora": a.lora,
             "gpu": a.gpu,
             "pad_id": data["pad_id"],
-            "overrides": CHATTUNE_DEFAULT if a.chattune is None else a.chattune,
+            "overrides": CHATTUNE_DEFAULT["lora" if a.lora else "full"] if a.chattune is None else a.chattune,
         }
         print(f"chattune overrides: {' '.join(spec['overrides']) or '(none)'}")
         probe = launch("probe", spec, work)

@@ -82,7 +82,9 @@ class TrainConfig(Section):
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
     compile: bool = Field(
-        False, description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation."
+        False,
+        description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation. "
+        "Full fine-tuning: much less activation memory. LoRA on CPU: leave off (the fused LoRA layers run eager).",
     )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")

@@ -17,18 +17,29 @@ from torch import nn
 _LEVELS = 1 << 16
 
 
+def drop_mask(
+    shape: torch.Size, p: float, device: torch.device, *, keep: bool = False
+) -> tuple[torch.Tensor | None, float]:
+    """Which elements dropout zeroes (True: dropped, each independently with probability p; with
+    keep=True the complement, from the same draws) and the scale for the kept ones (1 / the exact
+    keep rate). (None, 1.0) when p rounds to 0."""
+    dropped_levels = round(p * _LEVELS)
+    if dropped_levels == 0:
+        return None, 1.0
+    n = shape.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
+    uniform16 = words.view(torch.int16)[:n].view(shape)  # each in [-32768, 32767], uniformly
+    threshold = dropped_levels - _LEVELS // 2
+    mask = uniform16 >= threshold if keep else uniform16 < threshold
+    return mask, _LEVELS / (_LEVELS - dropped_levels)
+
+
 class FastDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
-        dropped_levels = round(self.p * _LEVELS)
-        if dropped_levels == 0:
-            return x
-        n = x.numel()
-        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
-        uniform16 = words.view(torch.int16)[:n].view(x.shape)  # each in [-32768, 32767], uniformly
-        drop = uniform16 < dropped_levels - _LEVELS // 2
-        return x.masked_fill(drop, 0.0).mul_(_LEVELS / (_LEVELS - dropped_levels))
+        drop, keep_scale = drop_mask(x.shape, self.p, x.device)
+        return x if drop is None else x.masked_fill(drop, 0.0).mul_(keep_scale)
 
 
 def use_fast_lora_dropout(model: nn.Module) -> int:

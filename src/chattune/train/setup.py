@@ -25,6 +25,7 @@ from chattune.data.tokenize import (
 from chattune.errors import ChattuneError
 from chattune.hardware import resolve_precision
 from chattune.train.dropout import use_fast_lora_dropout
+from chattune.train.swiglu import use_silu_mul
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +99,8 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
     else:
         from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
+        from chattune.train.fused_lora import use_fused_lora
+
         model = load_model(cfg.model, quantize_4bit=method == "qlora", dtype=torch.bfloat16 if method == "qlora" else torch.float32)
         if method == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
@@ -115,7 +118,10 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
             model = get_peft_model(model, lora)
         use_fast_lora_dropout(model)
         if method == "lora":
+            use_fused_lora(model)
             _store_frozen_linears_in_compute_dtype(model, resolve_precision(cfg.train.precision))
+    if not cfg.train.compile:  # compiled layers: inductor recomputes silu itself; patching breaks its graph
+        use_silu_mul(model)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
