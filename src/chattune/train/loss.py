@@ -97,12 +97,17 @@ class FusedHeadLoss(torch.autograd.Function):
                 h = hidden[start : start + chunk_size].to(dtype)
                 t = targets[start : start + chunk_size]
                 logits = (h @ w.T).float()
-                correct += (logits.argmax(-1) == t).sum()
-                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                loss += (lse.squeeze(1) - logits.gather(1, t[:, None]).squeeze(1)).sum()
-                grad_logits = logits.sub_(lse).exp_()  # softmax, in place of the logits
-                grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
-                grad_logits = grad_logits.to(dtype)
+                rows = torch.arange(len(t), device=t.device)
+                target_logit = logits[rows, t]
+                top, best = logits.max(dim=-1, keepdim=True)
+                correct += (best.squeeze(1) == t).sum()
+                # softmax - onehot in place of the logits, in as few passes over them as possible:
+                # exp(logit - max), its sum, then (exp - sum * onehot) / sum written in the matmul dtype
+                exps = logits.sub_(top).exp_()
+                total = exps.sum(dim=-1, keepdim=True)
+                loss += (top + total.log() - target_logit[:, None]).sum()
+                exps[rows, t] -= total.squeeze(1)
+                grad_logits = exps.mul_(total.reciprocal()).to(dtype)
                 if grad_hidden is not None:
                     grad_hidden[start : start + chunk_size] = grad_logits @ w
                 if grad_weight is not None:
