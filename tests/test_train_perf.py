@@ -358,3 +358,20 @@ def test_fused_layers_under_gradient_checkpointing_give_the_same_gradients(tiny_
     assert torch.equal(loss_plain, loss_ckpt)
     for name, g in grads_plain.items():
         assert torch.equal(grads_ckpt[name], g), name
+
+
+def test_fused_lora_leaves_dora_to_peft():
+    import copy
+
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from chattune.train.fused_lora import use_fused_lora
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 12))
+    plain = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=8, use_dora=True, target_modules=["0"]), net)
+    torch.nn.init.normal_(plain[0].lora_B["default"].weight, std=0.1)
+    fused = copy.deepcopy(plain)
+    assert use_fused_lora(fused) == 1
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=0)

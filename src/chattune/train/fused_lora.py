@@ -121,8 +121,10 @@ class FusedLoraLinear(PeftLoraLinear):
         if self.disable_adapters or self.merged:
             return None
         active = [name for name in self.active_adapters if name in self.lora_A]
-        if len(active) != 1 or active[0] in self.lora_variant or self.fan_in_fan_out:
+        if len(active) != 1 or self.fan_in_fan_out:
             return None
+        if active[0] in getattr(self, "lora_variant", {}) or getattr(self, "use_dora", {}).get(active[0]):
+            return None  # DoRA and other variants: peft's own forward
         base = self.base_layer
         frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
         plain = type(base) is nn.Linear and self.lora_B[active[0]].bias is None
