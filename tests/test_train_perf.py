@@ -322,13 +322,25 @@ def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(tiny_mode
     from chattune.train.loop import _grouped_kv_in_cpu_attention
 
     monkeypatch.delenv("TRANSFORMERS_SDPA_FORCE_GQA", raising=False)
+    key_heads = []  # what SDPA is handed: copied key heads, or the grouped ones
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(query, key, value, *args, **kwargs):
+        key_heads.append(key.shape[1])
+        return sdpa(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
     batch = _packed_batch(tiny_tokenizer, tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    heads, kv_heads = model.config.num_attention_heads, model.config.num_key_value_heads
+    assert kv_heads < heads
     loss_copied, _, grads_copied = _loss_and_grads(model, batch)
+    assert set(key_heads) == {heads}
+    key_heads.clear()
     restore = _grouped_kv_in_cpu_attention(torch.device("cpu"))
     assert os.environ["TRANSFORMERS_SDPA_FORCE_GQA"] == "1"
     loss_grouped, _, grads_grouped = _loss_and_grads(model, batch)
+    assert set(key_heads) == {kv_heads}
     restore()
     assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ
     torch.testing.assert_close(loss_grouped, loss_copied, rtol=1e-5, atol=1e-5)

@@ -35,9 +35,7 @@ class SiluMul(torch.autograd.Function):
         return grad_gate, grad_up
 
 
-def _gated_mlp_forward(mlp: nn.Module, original: object, x: torch.Tensor) -> torch.Tensor:
-    if torch.compiler.is_compiling() or not torch.is_grad_enabled():
-        return original(x)  # type: ignore[operator]
+def _gated_mlp_forward(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
     gate, up = mlp.gate_proj(x), mlp.up_proj(x)
     product = SiluMul.apply(gate, up) if gate.dtype == up.dtype else F.silu(gate) * up
     return mlp.down_proj(product)
@@ -58,6 +56,6 @@ def use_silu_mul(model: nn.Module) -> int:
         except (OSError, TypeError):
             continue
         if _GATED_MLP_LINE in source and source.count("self.") == _GATED_MLP_LINE.count("self."):
-            module.forward = functools.partial(_gated_mlp_forward, module, module.forward)
+            module.forward = functools.partial(_gated_mlp_forward, module)
             patched += 1
     return patched
