@@ -40,6 +40,7 @@ from chattune.hardware import resolve_precision
 from chattune.model import load_tokenizer
 from chattune.train import checkpoint as ckpt
 from chattune.train.batching import Row, collate, pack
+from chattune.train.document_attention import use_document_attention
 from chattune.train.evaluate import loss_sums, metrics_from_sums
 from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
@@ -94,6 +95,8 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
 
     # ---- model and optimizer ---------------------------------------------------------------------
     model = build_model(cfg, resume_from)
+    if accelerator.device.type == "cpu":  # per-conversation attention for packed rows (see document_attention.py)
+        use_document_attention(model)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would bury ours

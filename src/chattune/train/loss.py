@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from chattune.train.document_attention import NAME as DOCUMENT_ATTENTION
+from chattune.train.document_attention import plan_documents
+
 
 class SupervisedLoss(nn.Module):
     # 512 targets x 49,152 vocab: ~100 MB of fp32 logits at a time. Whole-batch logits (4 x 512 packed
@@ -35,8 +38,11 @@ class SupervisedLoss(nn.Module):
         lm = self.causal_lm()
         backbone = getattr(lm, lm.base_model_prefix)
         # No attention mask on purpose: with position-id resets, transformers builds the packed
-        # (block-diagonal) causal mask itself.
-        hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
+        # (block-diagonal) causal mask itself, or per-document attention follows the same boundaries.
+        extra = {}
+        if getattr(lm.config, "_attn_implementation", None) == DOCUMENT_ATTENTION:
+            extra["document_plan"] = plan_documents(position_ids)
+        hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, select)
         head = lm.get_output_embeddings()
         softcap = getattr(lm.config, "final_logit_softcapping", None)
