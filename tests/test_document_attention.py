@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from chattune.train.document_attention import NAME, document_attention, plan_documents, use_document_attention
 from chattune.train.loss import SupervisedLoss
 from chattune.train.setup import compile_layers
-from test_train_perf import _loss_and_grads, _packed_batch
+from test_train_perf import _packed_batch, assert_same_loss_and_gradients
 
 # Two rows: documents of 5, 9, 3 tokens then 7 of padding (its own block, as collate writes it);
 # and 1, 12, 11 (a one-token document and a row with no padding).
@@ -87,21 +87,11 @@ def test_model_loss_and_gradients_match_sdpa_eager_and_compiled(tiny_model_dir, 
     batch = _packed_batch(tiny_tokenizer, tmp_path, rows=3)
     assert (batch["position_ids"] == 0).sum() > batch["position_ids"].shape[0]  # several documents per row
     sdpa, documents = _models(tiny_model_dir)
-    loss_s, correct_s, grads_s = _loss_and_grads(sdpa, batch)
-    loss_d, correct_d, grads_d = _loss_and_grads(documents, batch)
-    torch.testing.assert_close(loss_d, loss_s, rtol=1e-5, atol=1e-5)
-    assert int(correct_d) == int(correct_s)
-    for name, g in grads_s.items():
-        torch.testing.assert_close(grads_d[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_loss_and_gradients(documents, sdpa, batch)
 
     compile_layers(documents)  # the op is one opaque node in the compiled layer
     for rows in (3, 2):  # two batch layouts: new buckets must not need a new graph to be right
-        batch = _packed_batch(tiny_tokenizer, tmp_path, rows=rows)
-        loss_s, _, grads_s = _loss_and_grads(sdpa, batch)
-        loss_c, _, grads_c = _loss_and_grads(documents, batch)
-        torch.testing.assert_close(loss_c, loss_s, rtol=1e-5, atol=1e-5)
-        for name, g in grads_s.items():
-            torch.testing.assert_close(grads_c[name], g, rtol=1e-4, atol=1e-6, msg=name)
+        assert_same_loss_and_gradients(documents, sdpa, _packed_batch(tiny_tokenizer, tmp_path, rows=rows))
 
 
 def test_bf16_autocast_loss_is_close_to_sdpa(tiny_model_dir, tiny_tokenizer, tmp_path):

@@ -22,6 +22,16 @@ def _loss_and_grads(model, batch, chunk_size=512):
     return loss.detach(), correct, grads
 
 
+def assert_same_loss_and_gradients(model, reference, batch):
+    """The loss, correct count and every gradient of `model` on `batch` are `reference`'s (fp32 noise)."""
+    loss_r, correct_r, grads_r = _loss_and_grads(reference, batch)
+    loss, correct, grads = _loss_and_grads(model, batch)
+    torch.testing.assert_close(loss, loss_r, rtol=1e-5, atol=1e-5)
+    assert int(correct) == int(correct_r)
+    for name, g in grads_r.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_compiled_layers_give_the_eager_loss_and_gradients_on_packed_rows(
     tiny_model_dir, tiny_tokenizer, tmp_path
 ):
@@ -40,12 +50,7 @@ def test_compiled_layers_give_the_eager_loss_and_gradients_on_packed_rows(
     assert compile_layers(compiled) == 2
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints are unchanged
     for batch in batches:  # two batch shapes: a recompile (or dynamic shape) must give the same results
-        loss_e, correct_e, grads_e = _loss_and_grads(eager, batch)
-        loss_c, correct_c, grads_c = _loss_and_grads(compiled, batch)
-        torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-5)
-        assert int(correct_c) == int(correct_e)
-        for name, g in grads_e.items():
-            torch.testing.assert_close(grads_c[name], g, rtol=1e-4, atol=1e-6, msg=name)
+        assert_same_loss_and_gradients(compiled, eager, batch)
 
 
 def test_train_logs_real_tokens_and_seconds_per_step(tiny_model_dir, tmp_path):
