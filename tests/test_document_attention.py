@@ -41,6 +41,23 @@ def test_plan_gives_every_token_one_slot_and_buckets_documents():
     assert sum(m for m, _ in shifted.buckets.tolist()) == 3
 
 
+def test_batches_with_a_long_document_stay_on_sdpa(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch):
+    """Past _MAX_DOCUMENT tokens a document's whole score matrix would outgrow the flash kernel's
+    blockwise memory: no plan, so the model runs SDPA (same loss), and the op is not called."""
+    import chattune.train.document_attention as module
+
+    batch = _packed_batch(tiny_tokenizer, tmp_path, rows=2)
+    longest = int(batch["position_ids"].max()) + 1
+    assert plan_documents(batch["position_ids"]) is not None
+    monkeypatch.setattr(module, "_MAX_DOCUMENT", longest - 1)
+    assert plan_documents(batch["position_ids"]) is None
+    calls = []
+    monkeypatch.setattr(module, "document_attention", lambda *a: calls.append(a))
+    sdpa, documents = _models(tiny_model_dir)
+    assert_same_loss_and_gradients(documents, sdpa, batch)
+    assert not calls
+
+
 @pytest.mark.parametrize("kv_heads", [2, 6])  # grouped and plain multi-head
 def test_document_attention_equals_masked_sdpa_with_gradients(kv_heads):
     torch.manual_seed(0)

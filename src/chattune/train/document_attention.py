@@ -18,8 +18,10 @@ step from 6.7 to 6.0 s; see the README.
 
 The op is a `torch.library` custom op, so torch.compile treats it as one opaque node (the bucket
 layout varies from batch to batch and must not be traced). It is used only when the training loss
-passes a `DocumentPlan` (`SupervisedLoss` does, on CPU); every other call (generation, evaluation
-suites, other devices) runs SDPA with transformers' own mask.
+passes a `DocumentPlan` (`SupervisedLoss` does, on CPU, unless a conversation is longer than 1,024
+tokens: a whole score matrix per conversation would then cost more memory than the flash kernel's
+blockwise pass); every other call (generation, evaluation suites, other devices) runs SDPA with
+transformers' own mask.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ NAME = "chattune_documents"
 # 211 supervised tok/s; a few large buckets beat many tight ones.
 _BUCKET_OVERHEAD = 256 * 256
 _SCORES_PER_PIECE = 1 << 22  # 8 MB of bf16 scores
+_MAX_DOCUMENT = 1024  # one such document's scores: 9 heads x 1024^2 = 19 MB in bf16
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,13 @@ class DocumentPlan:
     buckets: Tensor  # [n, 2]: (documents, padded length) per bucket, in slot order
 
 
-def plan_documents(position_ids: Tensor) -> DocumentPlan:
+def plan_documents(position_ids: Tensor) -> DocumentPlan | None:
     """Buckets of documents, a document being a run of consecutive positions (the rule transformers
-    uses to build the packed mask: a new one starts wherever a position is not the previous + 1)."""
+    uses to build the packed mask: a new one starts wherever a position is not the previous + 1).
+    None when a document is longer than _MAX_DOCUMENT: its (length x length) scores would cost more
+    memory than the flash kernel's blockwise pass, so SDPA keeps that batch."""
+    import numpy as np
+
     batch, length = position_ids.shape
     pos = position_ids.detach().cpu()
     starts_mask = torch.ones_like(pos, dtype=torch.bool)
@@ -56,16 +63,19 @@ def plan_documents(position_ids: Tensor) -> DocumentPlan:
     starts = starts_mask.reshape(-1).nonzero().squeeze(1).tolist() + [batch * length]
     # rows end where the next begins, so a document never spans two rows
     docs = sorted(((end - start, start) for start, end in zip(starts, starts[1:], strict=False)), reverse=True)
+    if docs[0][0] > _MAX_DOCUMENT:
+        return None
 
-    # Split the longest-first list into contiguous buckets minimising padded area + overhead per bucket.
+    # Split the longest-first list into contiguous buckets [i, j) minimising padded area (every
+    # document padded to the first, longest one) plus a fixed overhead per bucket.
     n = len(docs)
-    cost = [0.0] + [float("inf")] * n
+    area = np.array([size * size for size, _ in docs], dtype=np.float64)
+    cost = np.zeros(n + 1)
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
-        for i in range(j):
-            c = cost[i] + (j - i) * docs[i][0] ** 2 + _BUCKET_OVERHEAD
-            if c < cost[j]:
-                cost[j], cut[j] = c, i
+        candidates = cost[:j] + (j - np.arange(j)) * area[:j] + _BUCKET_OVERHEAD
+        cut[j] = int(candidates.argmin())
+        cost[j] = candidates[cut[j]]
     bounds, j = [], n
     while j > 0:
         bounds.append((cut[j], j))
