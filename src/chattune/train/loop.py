@@ -280,6 +280,8 @@ def _grouped_kv_in_cpu_attention(device: torch.device) -> Callable[[], None]:
     head it serves before SDPA, because some CUDA kernels need that. PyTorch's CPU flash kernel takes
     them grouped: the same attention, and on SmolLM2-135M (9 query heads, 3 key/value heads) ~240 MB
     less kept for backward at 4 x 512 tokens. transformers' switch for this is an environment variable.
+    Training batches normally take per-conversation attention instead (document_attention.py); SDPA
+    remains for batches with a conversation over 1,024 tokens and for generation during evaluation.
     """
     name = "TRANSFORMERS_SDPA_FORCE_GQA"
     if device.type != "cpu" or name in os.environ:  # elsewhere, or the user decided
