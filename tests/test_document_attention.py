@@ -111,17 +111,19 @@ def test_model_loss_and_gradients_match_sdpa_eager_and_compiled(tiny_model_dir, 
         assert_same_loss_and_gradients(documents, sdpa, _packed_batch(tiny_tokenizer, tmp_path, rows=rows))
 
 
-def test_bf16_autocast_loss_is_close_to_sdpa(tiny_model_dir, tiny_tokenizer, tmp_path):
+def test_bf16_autocast_loss_and_gradients_are_close_to_sdpa(tiny_model_dir, tiny_tokenizer, tmp_path):
     """Under autocast the op gets bf16 q/k/v like SDPA does (rotary leaves q and k in fp32)."""
     batch = _packed_batch(tiny_tokenizer, tmp_path, rows=3)
     sdpa, documents = _models(tiny_model_dir)
-    losses = []
+    losses, grads = [], []
     for model in (sdpa, documents):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss, _ = SupervisedLoss(model)(**batch)
         loss.backward()
         losses.append(loss.item() / len(batch["targets"]))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert abs(losses[0] - losses[1]) < 0.02 * losses[0]
+    assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
 
 
 def test_without_a_plan_the_model_runs_sdpa_and_saves_a_plain_config(tiny_model_dir, tmp_path):

@@ -158,6 +158,13 @@ def _gathered(x: Tensor, gather: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(batch * length, heads, dim).index_select(0, gather)
 
 
+def _slots(
+    query: Tensor, key: Tensor, value: Tensor, gather: Tensor, buckets: Tensor, scale: float
+) -> tuple[list[tuple[int, int]], Tensor, Tensor, Tensor]:
+    """The pieces to compute and q (pre-scaled), k, v in slot order: what forward and backward share."""
+    return _pieces(buckets, query.shape[1]), _gathered(query, gather).mul_(scale), _gathered(key, gather), _gathered(value, gather)
+
+
 @torch.library.custom_op("chattune::document_attention", mutates_args=())
 def document_attention(
     query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float
@@ -170,13 +177,9 @@ def document_attention(
 def _forward(query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float) -> Tensor:
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
-    layout = _pieces(buckets, heads)
-    q = _gathered(query, gather).mul_(scale)
+    layout, q, k, v = _slots(query, key, value, gather, buckets, scale)
     out = torch.empty_like(q)
-    for (_, padded), qb, kb, vb, ob in zip(
-        layout, _bucket_views(q, layout), _bucket_views(_gathered(key, gather), layout),
-        _bucket_views(_gathered(value, gather), layout), _bucket_views(out, layout), strict=True,
-    ):
+    for (_, padded), qb, kb, vb, ob in zip(layout, *(_bucket_views(t, layout) for t in (q, k, v, out)), strict=True):
         probs = _probs(_grouped(qb, kv_heads), kb.transpose(1, 2))
         ob.copy_(_ungrouped(torch.matmul(probs, vb.transpose(1, 2)), padded))
     return out.index_select(0, scatter).view(batch, length, heads, dim)
@@ -201,9 +204,7 @@ def _backward_impl(
 ) -> tuple[Tensor, Tensor, Tensor]:
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
-    layout = _pieces(buckets, heads)
-    q = _gathered(query, gather).mul_(scale)
-    k, v = _gathered(key, gather), _gathered(value, gather)
+    layout, q, k, v = _slots(query, key, value, gather, buckets, scale)
     # each token has exactly one slot; padding slots get no gradient
     grad_slots = grad_out.new_zeros(q.shape).index_copy_(0, scatter, grad_out.reshape(batch * length, heads, dim))
     grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)

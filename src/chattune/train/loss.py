@@ -39,9 +39,8 @@ class SupervisedLoss(nn.Module):
         backbone = getattr(lm, lm.base_model_prefix)
         # No attention mask on purpose: with position-id resets, transformers builds the packed
         # (block-diagonal) causal mask itself, or per-document attention follows the same boundaries.
-        plan = None
-        if getattr(lm.config, "_attn_implementation", None) == DOCUMENT_ATTENTION:
-            plan = plan_documents(position_ids)
+        by_document = getattr(lm.config, "_attn_implementation", None) == DOCUMENT_ATTENTION
+        plan = plan_documents(position_ids) if by_document else None
         extra = {"document_plan": plan} if plan is not None else {}
         hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, select)
