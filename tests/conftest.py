@@ -99,7 +99,11 @@ def support_conversations(n: int, seed: int = 0) -> list[dict]:
     out = []
     for i in range(n):
         q, a = qa[i % len(qa)]
-        msgs = [{"role": "system", "content": "you are kit"}, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        msgs = [
+            {"role": "system", "content": "you are kit"},
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": a},
+        ]
         if rng.random() < 0.3:
             q2, a2 = rng.choice(qa)
             msgs += [{"role": "user", "content": q2}, {"role": "assistant", "content": a2}]

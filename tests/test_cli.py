@@ -41,8 +41,10 @@ def test_missing_data_file_is_one_clear_line(run_config, tmp_path):
 
 def test_bad_record_names_file_line_and_field(run_config, tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-                   '{"messages": [{"role": "robot", "content": "beep"}]}\n')
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+        '{"messages": [{"role": "robot", "content": "beep"}]}\n'
+    )
     result = runner.invoke(app, ["validate", str(run_config), f"data.train_file={bad}"])
     assert result.exit_code == 2
     assert "bad.jsonl:2: unknown role 'robot'" in result.output and "messages[0].role" in result.output
@@ -64,7 +66,9 @@ def test_train_then_resume_then_chat(run_config, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output
     longer = runner.invoke(app, ["train", str(run_config), "train.max_steps=6", "--resume"])
     assert longer.exit_code == 0 and "resuming from" in longer.output and "6 steps" in longer.output
-    chat = runner.invoke(app, ["chat", str(run_dir), "-p", "hello", "--temperature", "0", "--max-new-tokens", "5"])
+    chat = runner.invoke(
+        app, ["chat", str(run_dir), "-p", "hello", "--temperature", "0", "--max-new-tokens", "5"]
+    )
     assert chat.exit_code == 0, chat.output
     assert "tokens, first after" in chat.output
 

@@ -25,12 +25,21 @@ def test_every_problem_is_reported_at_once(tmp_path):
     problems = e.value.problems
     assert len(problems) == 5
     text = "\n".join(problems)
-    for fragment in ("modl: unknown key; did you mean 'model'", "train.batch_size", "train.scheduler", "eval.patience", "'nonsense'"):
+    for fragment in (
+        "modl: unknown key; did you mean 'model'",
+        "train.batch_size",
+        "train.scheduler",
+        "eval.patience",
+        "'nonsense'",
+    ):
         assert fragment in text
 
 
 def test_dotted_overrides_apply_before_validation(tmp_path):
-    cfg = load_config(write(tmp_path, "train:\n  learning_rate: 1.0e-3\n"), ["train.learning_rate=1e-4", "lora.target_modules=[q_proj, v_proj]"])
+    cfg = load_config(
+        write(tmp_path, "train:\n  learning_rate: 1.0e-3\n"),
+        ["train.learning_rate=1e-4", "lora.target_modules=[q_proj, v_proj]"],
+    )
     assert cfg.train.learning_rate == 1e-4
     assert cfg.lora.target_modules == ["q_proj", "v_proj"]
     assert cfg.output.name == "run"  # defaults to the config file's stem

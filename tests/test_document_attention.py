@@ -22,7 +22,9 @@ def _reference(q, k, v, position_ids):
     """SDPA under the block-diagonal causal mask transformers builds for packed rows."""
     doc = (position_ids == 0).cumsum(1)
     length = position_ids.shape[1]
-    mask = (doc[:, None, :, None] == doc[:, None, None, :]) & torch.ones(length, length, dtype=torch.bool).tril()
+    mask = (doc[:, None, :, None] == doc[:, None, None, :]) & torch.ones(
+        length, length, dtype=torch.bool
+    ).tril()
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True).transpose(1, 2)
 
 
@@ -93,8 +95,12 @@ def test_document_attention_is_a_well_formed_custom_op():
 def _models(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    sdpa = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa")
-    documents = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    sdpa = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    documents = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa"
+    )
     assert use_document_attention(documents)
     assert documents.config._attn_implementation == NAME
     return sdpa, documents

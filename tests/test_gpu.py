@@ -25,7 +25,18 @@ def test_qlora_without_cuda_is_a_clear_error(tiny_model_dir, train_file, tmp_pat
 def test_gpu_training_lowers_the_loss(method, tiny_model_dir, train_file, tmp_path):
     if method == "qlora":
         pytest.importorskip("bitsandbytes")
-    cfg = config(tiny_model_dir, train_file, tmp_path, f"train.method={method}", "train.precision=auto", f"output.name={method}")
+    cfg = config(
+        tiny_model_dir,
+        train_file,
+        tmp_path,
+        f"train.method={method}",
+        "train.precision=auto",
+        f"output.name={method}",
+    )
     result = run(cfg)
-    evals = [json.loads(x)["val_loss"] for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    evals = [
+        json.loads(x)["val_loss"]
+        for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()
+        if '"eval"' in x
+    ]
     assert result.steps == 12 and evals[-1] < evals[0]

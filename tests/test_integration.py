@@ -18,15 +18,38 @@ def test_fine_tune_the_embedded_model_then_chat(tmp_path):
     runner = CliRunner()
     result = runner.invoke(
         app,
-        ["train", "examples/quickstart.yaml", f"data.train_file={subset}", f"data.val_file={subset}",
-         "data.max_length=256", "train.batch_size=2", "train.max_steps=4", "train.warmup_ratio=null",
-         "train.learning_rate=1e-4", "eval.every_steps=2", f"output.dir={tmp_path}", "output.name=smol"],
+        [
+            "train",
+            "examples/quickstart.yaml",
+            f"data.train_file={subset}",
+            f"data.val_file={subset}",
+            "data.max_length=256",
+            "train.batch_size=2",
+            "train.max_steps=4",
+            "train.warmup_ratio=null",
+            "train.learning_rate=1e-4",
+            "eval.every_steps=2",
+            f"output.dir={tmp_path}",
+            "output.name=smol",
+        ],
     )
     assert result.exit_code == 0, result.output
     evals = [json.loads(x) for x in (tmp_path / "smol" / "metrics.jsonl").read_text().splitlines()]
     val = [r["val_loss"] for r in evals if r["split"] == "eval"]
     assert len(val) == 2 and val[1] < val[0]
-    chat = runner.invoke(app, ["chat", str(tmp_path / "smol"), "-p", "How do I reset my K2?", "--temperature", "0", "--max-new-tokens", "12"])
+    chat = runner.invoke(
+        app,
+        [
+            "chat",
+            str(tmp_path / "smol"),
+            "-p",
+            "How do I reset my K2?",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "12",
+        ],
+    )
     assert chat.exit_code == 0, chat.output
     assert "tokens, first after" in chat.output
 

@@ -27,7 +27,9 @@ def test_openai_client_gets_a_completion_and_a_stream(server):
     assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
     assert choice.finish_reason in ("stop", "length") and 0 < done.usage.completion_tokens <= 6
     assert done.usage.prompt_tokens > 3  # the run's system prompt was prepended
-    streamed = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=6, stream=True)
+    streamed = client.chat.completions.create(
+        model="tiny", messages=messages, temperature=0, max_tokens=6, stream=True
+    )
     pieces = [c.choices[0].delta.content or "" for c in streamed]
     assert "".join(pieces).strip() == choice.message.content  # greedy: same answer either way
 
@@ -35,5 +37,7 @@ def test_openai_client_gets_a_completion_and_a_stream(server):
 def test_bad_request_is_rejected_with_422(server):
     import httpx
 
-    r = httpx.post(f"{server}/chat/completions", json={"messages": [{"role": "wizard", "content": "x"}]}, timeout=10)
+    r = httpx.post(
+        f"{server}/chat/completions", json={"messages": [{"role": "wizard", "content": "x"}]}, timeout=10
+    )
     assert r.status_code == 422

@@ -28,7 +28,9 @@ def tiny_model(model_dir):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 
 
-def test_packed_rows_give_the_same_loss_as_one_conversation_per_row(tiny_model_dir, tiny_tokenizer, train_file):
+def test_packed_rows_give_the_same_loss_as_one_conversation_per_row(
+    tiny_model_dir, tiny_tokenizer, train_file
+):
     examples, _ = tokenize_conversations(read_jsonl(train_file)[:12], tiny_tokenizer, max_length=256)
     loss_fn = SupervisedLoss(tiny_model(tiny_model_dir)).eval()
     packed, unpacked = pack(examples, 256, packing=True), pack(examples, 256, packing=False)
@@ -52,8 +54,18 @@ def test_supervised_loss_matches_the_models_own_loss(tiny_model_dir, tiny_tokeni
 def test_gradient_accumulation_equals_the_larger_batch(tiny_model_dir, train_file, tmp_path):
     finals = []
     for name, bs, accum in (("big", 4, 1), ("accum", 2, 2)):
-        cfg = config(tiny_model_dir, train_file, tmp_path, "train.max_steps=1", f"train.batch_size={bs}", f"train.grad_accum={accum}",
-                     "data.packing=false", f"output.name={name}", "eval.every_steps=null", "data.val_fraction=0")
+        cfg = config(
+            tiny_model_dir,
+            train_file,
+            tmp_path,
+            "train.max_steps=1",
+            f"train.batch_size={bs}",
+            f"train.grad_accum={accum}",
+            "data.packing=false",
+            f"output.name={name}",
+            "eval.every_steps=null",
+            "data.val_fraction=0",
+        )
         run(cfg)
         finals.append(load_file(str(cfg.run_dir / "final" / "model.safetensors")))
     for key in finals[0]:
@@ -70,13 +82,26 @@ def test_full_fine_tune_lowers_loss_and_writes_every_artifact(tiny_model_dir, tr
     train_losses = [r["loss"] for r in records if r["split"] == "train"]
     assert train_losses[-1] < train_losses[0]
     assert result.steps == 12 and result.best_step == 12
-    for path in ("config.yaml", "loss.png", "data_stats.json", "final/model.safetensors", "final/tokenizer.json", "final/chattune.yaml"):
+    for path in (
+        "config.yaml",
+        "loss.png",
+        "data_stats.json",
+        "final/model.safetensors",
+        "final/tokenizer.json",
+        "final/chattune.yaml",
+    ):
         assert (run_dir / path).is_file(), path
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step-000012"]  # keep_last=1, best is the last
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [
+        "step-000012"
+    ]  # keep_last=1, best is the last
     ckpt = run_dir / "checkpoints" / "step-000012"
-    assert {"optimizer.pt", "rng.pt", "state.json", "model.safetensors", "chattune.yaml"} <= {p.name for p in ckpt.iterdir()}
-    assert json.loads((run_dir / "final" / "chat_defaults.json").read_text())["system_prompt"] == "you are kit"
+    assert {"optimizer.pt", "rng.pt", "state.json", "model.safetensors", "chattune.yaml"} <= {
+        p.name for p in ckpt.iterdir()
+    }
+    assert (
+        json.loads((run_dir / "final" / "chat_defaults.json").read_text())["system_prompt"] == "you are kit"
+    )
     reloaded = tiny_model(run_dir / "final")  # plain transformers can load the result
     assert reloaded.config.vocab_size > 0
 
@@ -87,7 +112,9 @@ def test_lora_writes_adapter_and_merged_model(tiny_model_dir, train_file, tmp_pa
     cfg = config(tiny_model_dir, train_file, tmp_path, "train.method=lora", "lora.r=4", "lora.alpha=8")
     result = run(cfg)
     final = cfg.run_dir / "final"
-    assert (final / "adapter" / "adapter_model.safetensors").is_file() and (final / "model.safetensors").is_file()
+    assert (final / "adapter" / "adapter_model.safetensors").is_file() and (
+        final / "model.safetensors"
+    ).is_file()
     base = load_file(str(tiny_model_dir / "model.safetensors"))
     merged = load_file(str(final / "model.safetensors"))
     changed = [k for k in base if "proj" in k and not torch.equal(base[k], merged[k])]
@@ -97,11 +124,22 @@ def test_lora_writes_adapter_and_merged_model(tiny_model_dir, train_file, tmp_pa
 
 
 def test_early_stopping_with_patience(tiny_model_dir, train_file, tmp_path):
-    cfg = config(tiny_model_dir, train_file, tmp_path, "train.max_steps=40", "eval.every_steps=2", "eval.patience=2", "eval.min_delta=100")
+    cfg = config(
+        tiny_model_dir,
+        train_file,
+        tmp_path,
+        "train.max_steps=40",
+        "eval.every_steps=2",
+        "eval.patience=2",
+        "eval.min_delta=100",
+    )
     result = run(cfg)
     assert result.stopped_early and result.steps == 6  # best at 2, no improvement at 4 and 6
     assert result.best_step == 2
-    assert json.loads((cfg.run_dir / "final" / "chat_defaults.json").read_text())["from_checkpoint"] == "step-000002"
+    assert (
+        json.loads((cfg.run_dir / "final" / "chat_defaults.json").read_text())["from_checkpoint"]
+        == "step-000002"
+    )
 
 
 def test_existing_run_is_not_overwritten_without_resume(tiny_model_dir, train_file, tmp_path):
@@ -112,7 +150,10 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_model_dir, train_fi
 
 
 def test_nothing_to_train_is_a_clear_error(tiny_model_dir, tmp_path):
-    f = write_jsonl(tmp_path / "t.jsonl", [{"messages": [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "x"}]}])
+    f = write_jsonl(
+        tmp_path / "t.jsonl",
+        [{"messages": [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "x"}]}],
+    )
     with pytest.raises(ChattuneError, match="no conversation has an assistant token"):
         run(config(tiny_model_dir, f, tmp_path, "data.max_length=16", "data.val_fraction=0"))
 
@@ -133,12 +174,28 @@ run(cfg, resume=sys.argv[2] == "resume", on_eval=killer)
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_sigkill_then_resume_ends_with_identical_weights(method, tiny_model_dir, train_file, tmp_path):
     def launch(name, kill_at, mode):
-        overrides = [f"model.name={tiny_model_dir}", f"data.train_file={train_file}", "data.val_fraction=0.25",
-                     "data.max_length=128", "train.learning_rate=3e-3", "train.max_steps=16", "eval.every_steps=4",
-                     "output.save_every=3", f"output.dir={tmp_path}", f"output.name={name}", f"train.method={method}",
-                     "lora.dropout=0.2", "train.precision=bf16"]
+        overrides = [
+            f"model.name={tiny_model_dir}",
+            f"data.train_file={train_file}",
+            "data.val_fraction=0.25",
+            "data.max_length=128",
+            "train.learning_rate=3e-3",
+            "train.max_steps=16",
+            "eval.every_steps=4",
+            "output.save_every=3",
+            f"output.dir={tmp_path}",
+            f"output.name={name}",
+            f"train.method={method}",
+            "lora.dropout=0.2",
+            "train.precision=bf16",
+        ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        return subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(kill_at), mode, *overrides], env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-c", RESUME_SCRIPT, str(kill_at), mode, *overrides],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
 
     assert launch("ref", 0, "fresh").returncode == 0
     killed = launch("killed", 12, "fresh")
@@ -148,7 +205,10 @@ def test_sigkill_then_resume_ends_with_identical_weights(method, tiny_model_dir,
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stdout and "step-000009" in resumed.stdout
     weights = "model.safetensors" if method == "full" else "adapter/adapter_model.safetensors"
-    ref, got = load_file(str(tmp_path / "ref/final" / weights)), load_file(str(tmp_path / "killed/final" / weights))
+    ref, got = (
+        load_file(str(tmp_path / "ref/final" / weights)),
+        load_file(str(tmp_path / "killed/final" / weights)),
+    )
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
 
 
@@ -172,7 +232,9 @@ def test_holdout_keeps_augmented_copies_with_their_original():
     from chattune.train.setup import holdout
 
     def c(meta):
-        return Conversation(messages=[Message(role="user", content="q"), Message(role="assistant", content="a")], meta=meta)
+        return Conversation(
+            messages=[Message(role="user", content="q"), Message(role="assistant", content="a")], meta=meta
+        )
 
     convs = []
     for i in range(30):

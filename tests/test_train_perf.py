@@ -242,7 +242,9 @@ def test_fused_lora_dropout_is_inverted_dropout_on_the_adapter_input():
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 12))
-    layer = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["0"]), net)[0]
+    layer = inject_adapter_in_model(
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["0"]), net
+    )[0]
     assert not layer.base_layer.weight.requires_grad
     torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)
     assert use_fused_lora(layer) == 1
@@ -250,7 +252,9 @@ def test_fused_lora_dropout_is_inverted_dropout_on_the_adapter_input():
     torch.manual_seed(7)
     y = layer(x)
     (y * torch.linspace(-1, 1, 12)).sum().backward()
-    fused_grads = [t.grad.clone() for t in (x, layer.lora_A["default"].weight, layer.lora_B["default"].weight)]
+    fused_grads = [
+        t.grad.clone() for t in (x, layer.lora_A["default"].weight, layer.lora_B["default"].weight)
+    ]
     for t in (x, layer.lora_A["default"].weight, layer.lora_B["default"].weight):
         t.grad = None
 
@@ -278,7 +282,10 @@ def test_fused_lora_keeps_less_for_backward(tiny_model_dir, tiny_tokenizer, tmp_
             storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
 
-        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+        with (
+            torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t),
+            torch.autocast("cpu", dtype=torch.bfloat16),
+        ):
             SupervisedLoss(model)(**batch)
         weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
         return sum(n for ptr, n in storages.items() if ptr not in weights)
@@ -287,7 +294,9 @@ def test_fused_lora_keeps_less_for_backward(tiny_model_dir, tiny_tokenizer, tmp_
     assert fused < 0.72 * plain, (fused, plain)  # 0.66 on this tiny model; 0.5 on SmolLM2-135M
 
 
-def test_silu_mul_mlp_gives_bitwise_the_autograd_gradients_and_keeps_less(tiny_model_dir, tiny_tokenizer, tmp_path):
+def test_silu_mul_mlp_gives_bitwise_the_autograd_gradients_and_keeps_less(
+    tiny_model_dir, tiny_tokenizer, tmp_path
+):
     from transformers import AutoModelForCausalLM
 
     from chattune.train.swiglu import use_silu_mul
@@ -319,7 +328,9 @@ def test_silu_mul_mlp_gives_bitwise_the_autograd_gradients_and_keeps_less(tiny_m
     assert saved_count(patched) < saved_count(plain)
 
 
-def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch):
+def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(
+    tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch
+):
     import os
 
     from transformers import AutoModelForCausalLM
@@ -355,7 +366,9 @@ def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(tiny_mode
     assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ
 
 
-def test_fused_layers_under_gradient_checkpointing_give_the_same_gradients(tiny_model_dir, tiny_tokenizer, tmp_path):
+def test_fused_layers_under_gradient_checkpointing_give_the_same_gradients(
+    tiny_model_dir, tiny_tokenizer, tmp_path
+):
     """Checkpointing recomputes each layer's forward in backward: the shared input cast, the dropout
     masks (the generator state is replayed) and SiluMul must come out the same the second time."""
     from chattune.train.swiglu import use_silu_mul

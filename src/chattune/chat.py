@@ -39,26 +39,39 @@ def _load(name_or_path: str, console: Console) -> tuple[PreTrainedModel, PreTrai
     return model, tokenizer
 
 
-def _stream(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]],
-            settings: GenerationSettings, console: Console) -> str:
+def _stream(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]],
+    settings: GenerationSettings,
+    console: Console,
+) -> str:
     gen = Generation(model, tokenizer, messages, settings)
     for piece in gen:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
     r = gen.reply
     ttft = f"{r.time_to_first_token:.2f}s" if r.time_to_first_token is not None else "-"
-    console.print(f"[dim]{r.completion_tokens} tokens, first after {ttft}, {r.tokens_per_second:.1f} tok/s[/]")
+    console.print(
+        f"[dim]{r.completion_tokens} tokens, first after {ttft}, {r.tokens_per_second:.1f} tok/s[/]"
+    )
     return r.text
 
 
-def one_shot(name_or_path: str, prompt: str, settings: GenerationSettings, *, system: str | None, console: Console) -> str:
+def one_shot(
+    name_or_path: str, prompt: str, settings: GenerationSettings, *, system: str | None, console: Console
+) -> str:
     model, tokenizer = _load(name_or_path, console)
     system = system if system is not None else default_system_prompt(name_or_path)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
     return _stream(model, tokenizer, messages, settings, console)
 
 
-def chat_loop(name_or_path: str, settings: GenerationSettings, *, system: str | None, console: Console) -> None:
+def chat_loop(
+    name_or_path: str, settings: GenerationSettings, *, system: str | None, console: Console
+) -> None:
     model, tokenizer = _load(name_or_path, console)
     system = system if system is not None else default_system_prompt(name_or_path)
     history: list[dict[str, str]] = []
@@ -84,4 +97,6 @@ def chat_loop(name_or_path: str, settings: GenerationSettings, *, system: str | 
         history.append({"role": "user", "content": user})
         console.print("[bold green]assistant>[/] ", end="")
         messages = ([{"role": "system", "content": system}] if system else []) + history
-        history.append({"role": "assistant", "content": _stream(model, tokenizer, messages, settings, console)})
+        history.append(
+            {"role": "assistant", "content": _stream(model, tokenizer, messages, settings, console)}
+        )

@@ -35,7 +35,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", show_default=False)]
 OverridesArg = Annotated[
-    list[str] | None, typer.Argument(help="Dotted overrides applied before validation, e.g. train.learning_rate=1e-4")
+    list[str] | None,
+    typer.Argument(help="Dotted overrides applied before validation, e.g. train.learning_rate=1e-4"),
 ]
 
 
@@ -58,7 +59,9 @@ def reports_errors(fn: F) -> F:
 def train(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest valid checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run's latest valid checkpoint.")
+    ] = False,
 ) -> None:
     """Fine-tune a model (full, LoRA or QLoRA) with loss on assistant tokens only."""
     from chattune.config import load_config
@@ -83,7 +86,9 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
 @app.command()
 @reports_errors
 def chat(
-    model: Annotated[str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")],
+    model: Annotated[
+        str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")
+    ],
     prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Answer one prompt and exit.")] = None,
     system: Annotated[str | None, typer.Option(help="System prompt (default: the run's, if any).")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.7,
@@ -94,7 +99,9 @@ def chat(
     """Chat with a model in the terminal (streams replies, keeps history), or answer one --prompt."""
     from chattune.chat import GenerationSettings, chat_loop, one_shot
 
-    settings = GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    settings = GenerationSettings(
+        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
+    )
     if prompt is not None:
         one_shot(model, prompt, settings, system=system, console=console)
     else:
@@ -104,7 +111,9 @@ def chat(
 @app.command()
 @reports_errors
 def doctor(
-    config: Annotated[Path | None, typer.Argument(help="Optional run config: adds a memory estimate.")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(help="Optional run config: adds a memory estimate.")
+    ] = None,
     overrides: OverridesArg = None,
 ) -> None:
     """Report accelerators, CPU features and library versions; with a config, estimate memory and recommend settings."""
@@ -127,7 +136,9 @@ def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
     cfg = load_config(config, overrides)
     if cfg.data.prepare is None:
-        raise ConfigError(str(config), ["data.prepare: missing (list the sources to prepare under data.prepare.sources)"])
+        raise ConfigError(
+            str(config), ["data.prepare: missing (list the sources to prepare under data.prepare.sources)"]
+        )
     tokenizer = load_tokenizer(cfg.model)
     result = run(
         cfg.data.prepare,
@@ -144,8 +155,12 @@ def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
 @data_app.command("inspect")
 @reports_errors
 def data_inspect(
-    file: Annotated[Path, typer.Argument(help="A data file in any format `data prepare` reads.", show_default=False)],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config: its model and data.max_length.")] = None,
+    file: Annotated[
+        Path, typer.Argument(help="A data file in any format `data prepare` reads.", show_default=False)
+    ],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Run config: its model and data.max_length.")
+    ] = None,
 ) -> None:
     """Print the validation and token statistics of a file without changing it."""
     from chattune.config import RunConfig, load_config
@@ -161,16 +176,31 @@ def data_inspect(
 @app.command("eval")
 @reports_errors
 def eval_(
-    model: Annotated[str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")],
-    base: Annotated[str | None, typer.Option(help="Model to compare with (default: the run's base model).")] = None,
+    model: Annotated[
+        str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")
+    ],
+    base: Annotated[
+        str | None, typer.Option(help="Model to compare with (default: the run's base model).")
+    ] = None,
     no_base: Annotated[bool, typer.Option("--no-base", help="Evaluate the model alone.")] = False,
-    suite: Annotated[list[Path] | None, typer.Option(help="Eval suite JSONL; repeatable (default: the run's eval.suite_file).")] = None,
-    val: Annotated[Path | None, typer.Option(help="Validation JSONL (default: the run's validation data).")] = None,
+    suite: Annotated[
+        list[Path] | None,
+        typer.Option(help="Eval suite JSONL; repeatable (default: the run's eval.suite_file)."),
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option(help="Validation JSONL (default: the run's validation data).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <run>/eval).")] = None,
     max_items: Annotated[int | None, typer.Option(min=1, help="Answer only the first N suite items.")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Default: the run's eval.suite_max_new_tokens.")] = None,
-    system: Annotated[str | None, typer.Option(help="System prompt for items without one (default: the run's).")] = None,
-    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge (optional).")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Default: the run's eval.suite_max_new_tokens.")
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option(help="System prompt for items without one (default: the run's).")
+    ] = None,
+    judge_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge (optional).")
+    ] = None,
     judge_model: Annotated[str | None, typer.Option(help="Model name the judge endpoint expects.")] = None,
 ) -> None:
     """Score a model on validation data and an eval suite against its base model; write metrics.json and report.html."""
@@ -183,21 +213,37 @@ def eval_(
             raise typer.BadParameter("--judge-url and --judge-model go together")
         judge = TeacherConfig(kind="openai", base_url=judge_url, model=judge_model)
     evaluate(
-        model, base=base, compare_base=not no_base, suites=suite, val_file=val, out_dir=out, max_items=max_items,
-        max_new_tokens=max_new_tokens, system=system, judge=judge, console=console,
+        model,
+        base=base,
+        compare_base=not no_base,
+        suites=suite,
+        val_file=val,
+        out_dir=out,
+        max_items=max_items,
+        max_new_tokens=max_new_tokens,
+        system=system,
+        judge=judge,
+        console=console,
     )
 
 
-scenarios_app = typer.Typer(help="Build training conversations and eval prompts from a scenario spec.", no_args_is_help=True)
+scenarios_app = typer.Typer(
+    help="Build training conversations and eval prompts from a scenario spec.", no_args_is_help=True
+)
 app.add_typer(scenarios_app, name="scenarios")
 
 
 @scenarios_app.command("build")
 @reports_errors
 def scenarios_build(
-    spec: Annotated[Path, typer.Argument(help="Scenario spec (YAML), e.g. examples/scenarios.yaml.", show_default=False)],
+    spec: Annotated[
+        Path, typer.Argument(help="Scenario spec (YAML), e.g. examples/scenarios.yaml.", show_default=False)
+    ],
     overrides: OverridesArg = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: the spec's generate.output_dir).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory (default: the spec's generate.output_dir)."),
+    ] = None,
 ) -> None:
     """Write conversations in all eight scenario categories, a held-out eval suite and a coverage report."""
     from chattune.scenarios.build import build
@@ -224,7 +270,10 @@ def augment(config: ConfigArg, overrides: OverridesArg = None) -> None:
 def sweep(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    worker: Annotated[bool, typer.Option("--worker", help="Join the study started by `chattune sweep CONFIG`; write no reports.")] = False,
+    worker: Annotated[
+        bool,
+        typer.Option("--worker", help="Join the study started by `chattune sweep CONFIG`; write no reports."),
+    ] = False,
 ) -> None:
     """Search hyperparameters (grid, random or TPE) over the config's sweep.space; one training run per trial."""
     from chattune.config import load_config
@@ -238,10 +287,16 @@ def sweep(
 @app.command()
 @reports_errors
 def serve(
-    model: Annotated[str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")],
-    host: Annotated[str, typer.Option(help="Interface to bind. Loopback by default; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    model: Annotated[
+        str, typer.Argument(help="Run directory, checkpoint, model folder, hub id, or 'embedded'.")
+    ],
+    host: Annotated[
+        str, typer.Option(help="Interface to bind. Loopback by default; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Default reply limit when a request sets none.")] = 512,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Default reply limit when a request sets none.")
+    ] = 512,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, streaming included)."""
     from chattune.serve import serve as run_server

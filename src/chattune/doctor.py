@@ -23,10 +23,32 @@ from chattune.config import RunConfig
 from chattune.hardware import accelerator_kind, cpu_bf16, cpu_count, cpu_flags, resolve_precision
 
 GiB = 1024**3
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "optuna", "bitsandbytes", "flash-attn",
-             "deepspeed", "gguf", "tensorboard", "trl", "liger-kernel")
-CPU_FEATURES = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_bf16": "AVX512-BF16",
-                "avx512_vnni": "AVX512-VNNI", "amx_tile": "AMX", "amx_bf16": "AMX-BF16", "neon": "NEON", "asimd": "ASIMD"}
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "optuna",
+    "bitsandbytes",
+    "flash-attn",
+    "deepspeed",
+    "gguf",
+    "tensorboard",
+    "trl",
+    "liger-kernel",
+)
+CPU_FEATURES = {
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512_bf16": "AVX512-BF16",
+    "avx512_vnni": "AVX512-VNNI",
+    "amx_tile": "AMX",
+    "amx_bf16": "AMX-BF16",
+    "neon": "NEON",
+    "asimd": "ASIMD",
+}
 
 
 @dataclass
@@ -45,12 +67,24 @@ def devices() -> list[Device]:
         out = []
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            out.append(Device(f"{kind}:{i} {p.name}", p.total_memory, f"{p.multi_processor_count} SMs, compute capability {p.major}.{p.minor}"))
+            out.append(
+                Device(
+                    f"{kind}:{i} {p.name}",
+                    p.total_memory,
+                    f"{p.multi_processor_count} SMs, compute capability {p.major}.{p.minor}",
+                )
+            )
         return out
     mem = psutil.virtual_memory()
     if kind == "mps":
         return [Device("mps (Apple GPU, unified memory)", mem.total, "shares system memory")]
-    return [Device(f"cpu: {platform.processor() or platform.machine()}", mem.available, f"{cpu_count()} cores, {mem.total / GiB:.1f} GiB total")]
+    return [
+        Device(
+            f"cpu: {platform.processor() or platform.machine()}",
+            mem.available,
+            f"{cpu_count()} cores, {mem.total / GiB:.1f} GiB total",
+        )
+    ]
 
 
 def library_versions() -> dict[str, str]:
@@ -89,7 +123,9 @@ def model_shape(cfg: RunConfig) -> ModelShape:
     from chattune.model import resolve_source
 
     source = resolve_source(cfg.model.name)
-    config = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file, trust_remote_code=cfg.model.trust_remote_code)
+    config = AutoConfig.from_pretrained(
+        source.path, gguf_file=source.gguf_file, trust_remote_code=cfg.model.trust_remote_code
+    )
     # The meta device builds the module tree without memory and, unlike accelerate's
     # init_empty_weights, keeps tied embeddings tied (counted once).
     with torch.device("meta"):
@@ -97,8 +133,17 @@ def model_shape(cfg: RunConfig) -> ModelShape:
     params = sum(p.numel() for p in model.parameters())
     layers = getattr(config, "num_hidden_layers", 1)
     first_block = next((m for n, m in model.named_modules() if n.endswith(".0") and "layers" in n), model)
-    linear = [(m.in_features, m.out_features) for m in first_block.modules() if isinstance(m, torch.nn.Linear)]
-    return ModelShape(params, config.hidden_size, layers, getattr(config, "num_attention_heads", 1), config.vocab_size, linear)
+    linear = [
+        (m.in_features, m.out_features) for m in first_block.modules() if isinstance(m, torch.nn.Linear)
+    ]
+    return ModelShape(
+        params,
+        config.hidden_size,
+        layers,
+        getattr(config, "num_attention_heads", 1),
+        config.vocab_size,
+        linear,
+    )
 
 
 def estimate_memory(shape: ModelShape, cfg: RunConfig, method: str, precision: str) -> dict[str, float]:
@@ -116,11 +161,21 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, method: str, precision: s
     if method == "full":
         weights, grads, optim = 4 * p, 4 * p, 8 * p  # fp32 master weights, grads, AdamW m and v
     elif method == "lora":
-        weights, grads, optim = (2 if half and accelerator_kind() != "cpu" else 4) * p + 4 * lora_params, 4 * lora_params, 8 * lora_params
+        weights, grads, optim = (
+            (2 if half and accelerator_kind() != "cpu" else 4) * p + 4 * lora_params,
+            4 * lora_params,
+            8 * lora_params,
+        )
     else:  # qlora: NF4 weights (~0.5 byte + scales) with bf16 compute
         weights, grads, optim = 0.56 * p + 4 * lora_params, 4 * lora_params, 8 * lora_params
     total = (weights + grads + optim + activations) * 1.1  # ~10% allocator and framework overhead
-    return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": activations, "total": total}
+    return {
+        "weights": weights,
+        "gradients": grads,
+        "optimizer": optim,
+        "activations": activations,
+        "total": total,
+    }
 
 
 def recommend(shape: ModelShape, cfg: RunConfig, budget: int) -> tuple[str, str]:
@@ -132,7 +187,10 @@ def recommend(shape: ModelShape, cfg: RunConfig, budget: int) -> tuple[str, str]
         if need <= 0.85 * budget:
             return method, f"{method} needs ~{need / GiB:.1f} GiB of {budget / GiB:.1f} GiB available"
     if not cfg.train.gradient_checkpointing:
-        return methods[-1], "nothing fits as configured: set train.gradient_checkpointing=true and/or lower train.batch_size or data.max_length"
+        return (
+            methods[-1],
+            "nothing fits as configured: set train.gradient_checkpointing=true and/or lower train.batch_size or data.max_length",
+        )
     return methods[-1], "nothing fits: lower train.batch_size or data.max_length, or use a smaller model"
 
 
@@ -141,7 +199,10 @@ def run_doctor(cfg: RunConfig | None, *, console: Console) -> dict[str, Any]:
     table = Table(title="hardware", show_header=False, title_justify="left")
     table.add_row("accelerator", accelerator_kind())
     for d in found:
-        table.add_row(d.name, f"{d.memory_bytes / GiB:.1f} GiB{' available' if d.name.startswith('cpu') else ''}; {d.detail}")
+        table.add_row(
+            d.name,
+            f"{d.memory_bytes / GiB:.1f} GiB{' available' if d.name.startswith('cpu') else ''}; {d.detail}",
+        )
     flags = cpu_flags()
     table.add_row("cpu features", ", ".join(v for k, v in CPU_FEATURES.items() if k in flags) or "(unknown)")
     table.add_row("bf16 on cpu", "native (AVX512-BF16/AMX)" if cpu_bf16() else "emulated (slower than fp32)")
@@ -152,7 +213,11 @@ def run_doctor(cfg: RunConfig | None, *, console: Console) -> dict[str, Any]:
     for name, version in versions.items():
         lib.add_row(name, version)
     console.print(lib)
-    report: dict[str, Any] = {"accelerator": accelerator_kind(), "devices": [d.__dict__ for d in found], "libraries": versions}
+    report: dict[str, Any] = {
+        "accelerator": accelerator_kind(),
+        "devices": [d.__dict__ for d in found],
+        "libraries": versions,
+    }
     if cfg is None:
         return report
 
@@ -168,15 +233,33 @@ def run_doctor(cfg: RunConfig | None, *, console: Console) -> dict[str, Any]:
     for method in ("full", "lora", "qlora"):
         e = estimate_memory(shape, cfg, method, precision)
         estimates[method] = e
-        est.add_row(method, *(f"{e[k] / GiB:.2f} GiB" for k in ("weights", "gradients", "optimizer", "activations", "total")))
+        est.add_row(
+            method,
+            *(f"{e[k] / GiB:.2f} GiB" for k in ("weights", "gradients", "optimizer", "activations", "total")),
+        )
     console.print(est)
     budget = min(d.memory_bytes for d in found)
     method, reason = recommend(shape, cfg, budget)
     batch = cfg.train.batch_size
-    while batch > 1 and estimate_memory(shape, cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": batch})}), method, precision)["total"] > 0.85 * budget:
+    while (
+        batch > 1
+        and estimate_memory(
+            shape,
+            cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": batch})}),
+            method,
+            precision,
+        )["total"]
+        > 0.85 * budget
+    ):
         batch //= 2
-    console.print(f"[bold]recommendation[/]: train.method={method}, train.precision={precision}, train.batch_size={batch} ({reason})")
+    console.print(
+        f"[bold]recommendation[/]: train.method={method}, train.precision={precision}, train.batch_size={batch} ({reason})"
+    )
     if cfg.train.method == "qlora" and accelerator_kind() != "cuda":
         console.print("[yellow]train.method=qlora needs a CUDA GPU with bitsandbytes; not available here[/]")
-    report.update(params=shape.params, estimates=estimates, recommendation={"method": method, "precision": precision, "batch_size": batch, "reason": reason})
+    report.update(
+        params=shape.params,
+        estimates=estimates,
+        recommendation={"method": method, "precision": precision, "batch_size": batch, "reason": reason},
+    )
     return report

@@ -18,7 +18,9 @@ class ConfigError(ChattuneError):
 class DataError(ChattuneError):
     """Bad input data, located as precisely as we can: file, line (1-based) and field."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None):
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None
+    ):
         self.file, self.line, self.field = file, line, field
         where = ":".join(str(p) for p in (file, line) if p is not None)
         at = f" (field {field})" if field else ""

@@ -42,7 +42,11 @@ class Reply:
     @property
     def tokens_per_second(self) -> float:
         decode_time = self.total_time - (self.time_to_first_token or 0.0)
-        return (self.completion_tokens - 1) / decode_time if self.completion_tokens > 1 and decode_time > 0 else 0.0
+        return (
+            (self.completion_tokens - 1) / decode_time
+            if self.completion_tokens > 1 and decode_time > 0
+            else 0.0
+        )
 
 
 class Generation:

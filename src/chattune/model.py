@@ -75,7 +75,9 @@ def _cached_gguf(gguf: Path) -> ModelSource:
     import transformers
 
     stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}".encode()
+    ).hexdigest()[:16]
     target = cache_root() / "gguf" / f"{gguf.stem}-{key}"
     if (target / "config.json").is_file():
         return ModelSource(str(target))
@@ -105,7 +107,10 @@ def load_tokenizer(cfg: ModelConfig, source: ModelSource | None = None) -> PreTr
 
     source = source or resolve_source(cfg.name)
     tokenizer = AutoTokenizer.from_pretrained(
-        source.path, gguf_file=source.gguf_file, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+        source.path,
+        gguf_file=source.gguf_file,
+        revision=cfg.revision,
+        trust_remote_code=cfg.trust_remote_code,
     )
     if cfg.chat_template is not None:
         tokenizer.chat_template = Path(cfg.chat_template).read_text(encoding="utf-8")
@@ -134,7 +139,9 @@ def load_model(
     kwargs: dict[str, Any] = {}
     if quantize_4bit:
         if not torch.cuda.is_available():
-            raise ChattuneError("train.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); use method=lora on this machine")
+            raise ChattuneError(
+                "train.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); use method=lora on this machine"
+            )
         try:
             from transformers import BitsAndBytesConfig
         except ImportError as e:  # pragma: no cover - depends on install
@@ -157,7 +164,9 @@ def load_model(
     )
 
 
-def load_model_and_tokenizer(cfg: ModelConfig, **kwargs: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_model_and_tokenizer(
+    cfg: ModelConfig, **kwargs: Any
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     source = resolve_source(cfg.name)
     return load_model(cfg, source, **kwargs), load_tokenizer(cfg, source)
 
@@ -177,7 +186,9 @@ def find_model_dir(path: str | Path) -> tuple[Path, RunConfig | None]:
         if (cand / "config.json").is_file() or (cand / "adapter_config.json").is_file():
             cfg_file = next((f for f in (cand / "chattune.yaml", path / "config.yaml") if f.is_file()), None)
             return cand, load_config(cfg_file) if cfg_file else None
-    raise ChattuneError(f"{path}: no model found (expected final/, a checkpoint, or a transformers model folder)")
+    raise ChattuneError(
+        f"{path}: no model found (expected final/, a checkpoint, or a transformers model folder)"
+    )
 
 
 def load_for_inference(
@@ -201,7 +212,9 @@ def load_for_inference(
             base_cfg = run_cfg.model if run_cfg else ModelConfig()
             base = load_model(base_cfg, dtype=dtype)
             model = PeftModel.from_pretrained(base, str(model_dir))
-            tokenizer = load_tokenizer(base_cfg.model_copy(update={"name": str(model_dir)}), ModelSource(str(model_dir)))
+            tokenizer = load_tokenizer(
+                base_cfg.model_copy(update={"name": str(model_dir)}), ModelSource(str(model_dir))
+            )
         else:
             model = load_model(model_cfg, ModelSource(str(model_dir)), dtype=dtype)
             tokenizer = load_tokenizer(model_cfg, ModelSource(str(model_dir)))

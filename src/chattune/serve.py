@@ -45,7 +45,14 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
-def create_app(model: Any, tokenizer: Any, *, model_name: str, system_prompt: str | None = None, max_new_tokens: int = 512) -> FastAPI:
+def create_app(
+    model: Any,
+    tokenizer: Any,
+    *,
+    model_name: str,
+    system_prompt: str | None = None,
+    max_new_tokens: int = 512,
+) -> FastAPI:
     from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
 
@@ -55,7 +62,9 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str, system_prompt: st
 
     def settings_for(req: ChatRequest) -> GenerationSettings:
         limit = req.max_completion_tokens or req.max_tokens or max_new_tokens
-        return GenerationSettings(temperature=req.temperature, top_p=req.top_p, max_new_tokens=limit, seed=req.seed)
+        return GenerationSettings(
+            temperature=req.temperature, top_p=req.top_p, max_new_tokens=limit, seed=req.seed
+        )
 
     def messages_for(req: ChatRequest) -> list[dict[str, str]]:
         msgs = [m.model_dump() for m in req.messages]
@@ -65,7 +74,10 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str, system_prompt: st
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "chattune"}]}
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "chattune"}],
+        }
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -85,14 +97,29 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str, system_prompt: st
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text}, "finish_reason": r.finish_reason}],
-                "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens, "total_tokens": r.prompt_tokens + r.completion_tokens},
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": r.text},
+                        "finish_reason": r.finish_reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": r.prompt_tokens,
+                    "completion_tokens": r.completion_tokens,
+                    "total_tokens": r.prompt_tokens + r.completion_tokens,
+                },
             }
 
         def events() -> Iterator[str]:
             def chunk(delta: dict[str, str], finish: str | None = None) -> str:
-                body = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()), "model": model_name,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                body = {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model_name,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
                 return f"data: {json.dumps(body)}\n\n"
 
             with lock:
@@ -116,5 +143,11 @@ def serve(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, max_n
 
     model, tokenizer, _ = load_for_inference(name_or_path)
     name = name_or_path.rstrip("/").split("/")[-1]
-    app = create_app(model, tokenizer, model_name=name, system_prompt=default_system_prompt(name_or_path), max_new_tokens=max_new_tokens)
+    app = create_app(
+        model,
+        tokenizer,
+        model_name=name,
+        system_prompt=default_system_prompt(name_or_path),
+        max_new_tokens=max_new_tokens,
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -136,7 +136,9 @@ class Teacher:
         from chattune.generate import GenerationSettings, generate_reply
 
         model, tokenizer = self._load_local()
-        settings = GenerationSettings(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        settings = GenerationSettings(
+            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
+        )
         return generate_reply(model, tokenizer, messages, settings).text
 
     def _load_local(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

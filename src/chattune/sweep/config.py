@@ -30,6 +30,7 @@ class _Section(Section):
     # Sweep parameters accept aliases (values/choices) by either name.
     model_config = ConfigDict(**Section.model_config, populate_by_name=True)
 
+
 class FloatParam(_Section):
     """A real number from [low, high] (log: uniform in log space, the right choice for learning rates),
     or from an explicit list of values (needed by grid search)."""

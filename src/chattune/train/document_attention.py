@@ -44,7 +44,9 @@ _MAX_DOCUMENT = 1024  # one such document's scores: 9 heads x 1024^2 = 19 MB in 
 class DocumentPlan:
     """Where each token of a packed (batch x length) block goes in the bucketed layout."""
 
-    gather: Tensor  # [slots]: flat token index filling each bucket slot (padding repeats a document's last token)
+    gather: (
+        Tensor  # [slots]: flat token index filling each bucket slot (padding repeats a document's last token)
+    )
     scatter: Tensor  # [batch * length]: the slot holding each token
     buckets: Tensor  # [n, 2]: (documents, padded length) per bucket, in slot order
 
@@ -62,7 +64,9 @@ def plan_documents(position_ids: Tensor) -> DocumentPlan | None:
     starts_mask[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
     starts = starts_mask.reshape(-1).nonzero().squeeze(1).tolist() + [batch * length]
     # rows end where the next begins, so a document never spans two rows
-    docs = sorted(((end - start, start) for start, end in zip(starts, starts[1:], strict=False)), reverse=True)
+    docs = sorted(
+        ((end - start, start) for start, end in zip(starts, starts[1:], strict=False)), reverse=True
+    )
     if docs[0][0] > _MAX_DOCUMENT:
         return None
 
@@ -94,7 +98,9 @@ def plan_documents(position_ids: Tensor) -> DocumentPlan | None:
         buckets.append((j - i, padded))
     device = position_ids.device
     return DocumentPlan(
-        torch.tensor(gather, dtype=torch.long, device=device), scatter.to(device), torch.tensor(buckets, dtype=torch.long)
+        torch.tensor(gather, dtype=torch.long, device=device),
+        scatter.to(device),
+        torch.tensor(buckets, dtype=torch.long),
     )
 
 
@@ -143,7 +149,11 @@ def _bucket_views(flat: Tensor, buckets: list[tuple[int, int]]) -> list[Tensor]:
 def _grouped(x: Tensor, kv_heads: int) -> Tensor:
     """[m, P, heads, D] -> [m, kv_heads, groups * P, D]: the query heads sharing a key/value head stacked."""
     m, padded, heads, dim = x.shape
-    return x.view(m, padded, kv_heads, heads // kv_heads, dim).permute(0, 2, 3, 1, 4).reshape(m, kv_heads, -1, dim)
+    return (
+        x.view(m, padded, kv_heads, heads // kv_heads, dim)
+        .permute(0, 2, 3, 1, 4)
+        .reshape(m, kv_heads, -1, dim)
+    )
 
 
 def _ungrouped(x: Tensor, padded: int) -> Tensor:
@@ -162,7 +172,12 @@ def _slots(
     query: Tensor, key: Tensor, value: Tensor, gather: Tensor, buckets: Tensor, scale: float
 ) -> tuple[list[tuple[int, int]], Tensor, Tensor, Tensor]:
     """The pieces to compute and q (pre-scaled), k, v in slot order: what forward and backward share."""
-    return _pieces(buckets, query.shape[1]), _gathered(query, gather).mul_(scale), _gathered(key, gather), _gathered(value, gather)
+    return (
+        _pieces(buckets, query.shape[1]),
+        _gathered(query, gather).mul_(scale),
+        _gathered(key, gather),
+        _gathered(value, gather),
+    )
 
 
 @torch.library.custom_op("chattune::document_attention", mutates_args=())
@@ -174,47 +189,78 @@ def document_attention(
         return _forward(query, key, value, gather, scatter, buckets, scale)
 
 
-def _forward(query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float) -> Tensor:
+def _forward(
+    query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float
+) -> Tensor:
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     layout, q, k, v = _slots(query, key, value, gather, buckets, scale)
     out = torch.empty_like(q)
-    for (_, padded), qb, kb, vb, ob in zip(layout, *(_bucket_views(t, layout) for t in (q, k, v, out)), strict=True):
+    for (_, padded), qb, kb, vb, ob in zip(
+        layout, *(_bucket_views(t, layout) for t in (q, k, v, out)), strict=True
+    ):
         probs = _probs(_grouped(qb, kv_heads), kb.transpose(1, 2))
         ob.copy_(_ungrouped(torch.matmul(probs, vb.transpose(1, 2)), padded))
     return out.index_select(0, scatter).view(batch, length, heads, dim)
 
 
 @document_attention.register_fake
-def _(query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float) -> Tensor:
+def _(
+    query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float
+) -> Tensor:
     batch, heads, length, dim = query.shape
     return query.new_empty(batch, length, heads, dim)
 
 
 @torch.library.custom_op("chattune::document_attention_backward", mutates_args=())
 def document_attention_backward(
-    grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float
+    grad_out: Tensor,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    gather: Tensor,
+    scatter: Tensor,
+    buckets: Tensor,
+    scale: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
     with torch.autocast(query.device.type, enabled=False):
         return _backward_impl(grad_out, query, key, value, gather, scatter, buckets, scale)
 
 
 def _backward_impl(
-    grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float
+    grad_out: Tensor,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    gather: Tensor,
+    scatter: Tensor,
+    buckets: Tensor,
+    scale: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     layout, q, k, v = _slots(query, key, value, gather, buckets, scale)
     # each token has exactly one slot; padding slots get no gradient
-    grad_slots = grad_out.new_zeros(q.shape).index_copy_(0, scatter, grad_out.reshape(batch * length, heads, dim))
+    grad_slots = grad_out.new_zeros(q.shape).index_copy_(
+        0, scatter, grad_out.reshape(batch * length, heads, dim)
+    )
     grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     for (_, padded), qb, kb, vb, gb, dqb, dkb, dvb in zip(
-        layout, *(_bucket_views(t, layout) for t in (q, k, v, grad_slots, grad_q, grad_k, grad_v)), strict=True,
+        layout,
+        *(_bucket_views(t, layout) for t in (q, k, v, grad_slots, grad_q, grad_k, grad_v)),
+        strict=True,
     ):
-        qg, go, kt, vt = _grouped(qb, kv_heads), _grouped(gb, kv_heads), kb.transpose(1, 2), vb.transpose(1, 2)
+        qg, go, kt, vt = (
+            _grouped(qb, kv_heads),
+            _grouped(gb, kv_heads),
+            kb.transpose(1, 2),
+            vb.transpose(1, 2),
+        )
         probs = _probs(qg, kt)  # recomputed: cheaper in memory than keeping them from forward
         dvb.copy_(torch.matmul(probs.transpose(-1, -2), go).transpose(1, 2))
-        grad_scores = torch._softmax_backward_data(torch.matmul(go, vt.transpose(-1, -2)), probs, -1, probs.dtype)
+        grad_scores = torch._softmax_backward_data(
+            torch.matmul(go, vt.transpose(-1, -2)), probs, -1, probs.dtype
+        )
         del probs
         dqb.copy_(_ungrouped(torch.matmul(grad_scores, kt).mul_(scale), padded))
         dkb.copy_(torch.matmul(grad_scores.transpose(-1, -2), qg).transpose(1, 2))
@@ -228,7 +274,14 @@ def _backward_impl(
 
 @document_attention_backward.register_fake
 def _(
-    grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor, gather: Tensor, scatter: Tensor, buckets: Tensor, scale: float
+    grad_out: Tensor,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    gather: Tensor,
+    scatter: Tensor,
+    buckets: Tensor,
+    scale: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
     def like(x: Tensor) -> Tensor:
         b, h, n, d = x.shape
@@ -245,7 +298,9 @@ def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
 
 def _backward(ctx, grad_out):  # type: ignore[no-untyped-def]
     query, key, value, gather, scatter, buckets = ctx.saved_tensors
-    grad_q, grad_k, grad_v = document_attention_backward(grad_out.to(query.dtype).contiguous(), query, key, value, gather, scatter, buckets, ctx.scale)
+    grad_q, grad_k, grad_v = document_attention_backward(
+        grad_out.to(query.dtype).contiguous(), query, key, value, gather, scatter, buckets, ctx.scale
+    )
     return grad_q, grad_k, grad_v, None, None, None, None
 
 
@@ -271,17 +326,23 @@ def attention_forward(
         and dropout == 0.0
         and query.shape[2] == key.shape[2]  # no KV cache
         and query.shape[0] * query.shape[2] == document_plan.scatter.numel()
-        and all(kwargs.get(name) is None for name in ("sliding_window", "softcap", "s_aux"))  # plain softmax attention
+        and all(
+            kwargs.get(name) is None for name in ("sliding_window", "softcap", "s_aux")
+        )  # plain softmax attention
         and getattr(module, "is_causal", True)
     )
     if not usable:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     device = query.device.type
     if torch.is_autocast_enabled(device):  # as autocast casts SDPA's inputs (rotary made q and k fp32)
         dtype = torch.get_autocast_dtype(device)
         query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
-    out = document_attention(query, key, value, document_plan.gather, document_plan.scatter, document_plan.buckets, scale)
+    out = document_attention(
+        query, key, value, document_plan.gather, document_plan.scatter, document_plan.buckets, scale
+    )
     return out, None
 
 

@@ -1,6 +1,6 @@
 """Validation loss, perplexity and token accuracy on assistant tokens, the same math as training.
 
-    metrics = validation_metrics(model, examples, batch_size=4, max_length=1024)
+metrics = validation_metrics(model, examples, batch_size=4, max_length=1024)
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ def loss_sums(
             batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
             with autocast():
                 loss, correct = loss_module(**batch)
-            totals += torch.stack([loss.double(), correct.double(), torch.tensor(float(len(batch["targets"])), device=device, dtype=torch.float64)])
+            totals += torch.stack(
+                [
+                    loss.double(),
+                    correct.double(),
+                    torch.tensor(float(len(batch["targets"])), device=device, dtype=torch.float64),
+                ]
+            )
     loss_module.train(was_training)
     return totals
 

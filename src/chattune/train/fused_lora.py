@@ -110,7 +110,13 @@ class FusedLoraLinear(PeftLoraLinear):
         dropout = self.lora_dropout[adapter]
         p = dropout.p if self.training and isinstance(dropout, nn.Dropout) else 0.0
         return _LoraLinearFunction.apply(
-            x, base.weight, base.bias, self.lora_A[adapter].weight, self.lora_B[adapter].weight, self.scaling[adapter], p
+            x,
+            base.weight,
+            base.bias,
+            self.lora_A[adapter].weight,
+            self.lora_B[adapter].weight,
+            self.scaling[adapter],
+            p,
         )
 
     def _fusable_adapter(self, x: torch.Tensor) -> str | None:

@@ -60,12 +60,20 @@ class RunResult:
     final_metrics: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
-        best = f", best {self.best_metric:.4f} at step {self.best_step}" if self.best_metric is not None else ""
+        best = (
+            f", best {self.best_metric:.4f} at step {self.best_step}" if self.best_metric is not None else ""
+        )
         early = " (stopped early)" if self.stopped_early else ""
         return f"{self.steps} steps{early}{best}; model in {self.run_dir / 'final'}"
 
 
-def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None, on_eval: EvalCallback | None = None) -> RunResult:
+def run(
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    on_eval: EvalCallback | None = None,
+) -> RunResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -91,11 +99,15 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
         )
         console.print(stats_table("training data", data.train_stats))
         if data.train_stats.dropped_no_target:
-            console.print(f"[yellow]{data.train_stats.dropped_no_target} conversations dropped: no assistant token within max_length[/]")
+            console.print(
+                f"[yellow]{data.train_stats.dropped_no_target} conversations dropped: no assistant token within max_length[/]"
+            )
 
     # ---- model and optimizer ---------------------------------------------------------------------
     model = build_model(cfg, resume_from)
-    if accelerator.device.type == "cpu":  # per-conversation attention for packed rows (see document_attention.py)
+    if (
+        accelerator.device.type == "cpu"
+    ):  # per-conversation attention for packed rows (see document_attention.py)
         use_document_attention(model)
     from transformers.utils import logging as hf_logging
 
@@ -113,7 +125,9 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
 
     world, rank, batch_size = accelerator.num_processes, accelerator.process_index, cfg.train.batch_size
     micro_per_epoch = math.ceil(len(rows) / (batch_size * world))
-    total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * micro_per_epoch / cfg.train.grad_accum))
+    total_steps = cfg.train.max_steps or max(
+        1, math.ceil(cfg.train.epochs * micro_per_epoch / cfg.train.grad_accum)
+    )
     orders: dict[int, list[int]] = {}
 
     def micro_batch(m: int) -> list[Row]:
@@ -126,7 +140,15 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
         picked = orders[epoch][start : start + batch_size] or orders[epoch][:batch_size]
         return [rows[k] for k in picked]
 
-    metrics_log = MetricsLog(run_dir, tensorboard=cfg.output.tensorboard and main, resume_step=state.step if resume_from else None) if main else None
+    metrics_log = (
+        MetricsLog(
+            run_dir,
+            tensorboard=cfg.output.tensorboard and main,
+            resume_step=state.step if resume_from else None,
+        )
+        if main
+        else None
+    )
     if main:
         console.print(
             f"{cfg.train.method} fine-tuning, {trainable:,} trainable parameters, {precision}, {world} process(es); "
@@ -136,7 +158,13 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
     def evaluate() -> dict[str, float]:
         mine = val_rows[rank::world]
         batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)][: cfg.eval.max_batches]
-        sums = loss_sums(loss_module, batches, pad_id=tokenizer.pad_token_id, device=accelerator.device, autocast=accelerator.autocast)
+        sums = loss_sums(
+            loss_module,
+            batches,
+            pad_id=tokenizer.pad_token_id,
+            device=accelerator.device,
+            autocast=accelerator.autocast,
+        )
         metrics = metrics_from_sums(accelerator.reduce(sums, "sum"))
         if cfg.eval.suite_file is not None:  # generation metrics on an eval suite, if configured
             from chattune.evaluate.during_training import suite_metrics
@@ -158,15 +186,24 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
     run_start = time.perf_counter() - state.elapsed_seconds
     last_eval: dict[str, float] = {}
     progress = Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not main,
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not main,
     )
     task = progress.add_task("train", total=total_steps, completed=state.step, info="")
     restore_gqa = _grouped_kv_in_cpu_attention(accelerator.device)
     try:
         with progress:
             while state.step < total_steps and not state.stopped_early:
-                window = [micro_batch(m) for m in range(state.micro_step, state.micro_step + cfg.train.grad_accum)]
+                window = [
+                    micro_batch(m) for m in range(state.micro_step, state.micro_step + cfg.train.grad_accum)
+                ]
                 # Normalise by the targets of the whole accumulated (and distributed) batch, so
                 # accumulation gives the same loss and gradient as one large batch.
                 targets = sum(r.n_targets for rows_ in window for r in rows_)
@@ -176,7 +213,10 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 for k, micro in enumerate(window):
-                    batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in collate(micro, tokenizer.pad_token_id).items()}
+                    batch = {
+                        key: v.to(accelerator.device, non_blocking=True)
+                        for key, v in collate(micro, tokenizer.pad_token_id).items()
+                    }
                     tokens_since += sum(len(r.input_ids) for r in micro)  # real tokens, not padding
                     sync = k == len(window) - 1
                     with nullcontext() if sync else accelerator.no_sync(loss_module):
@@ -184,8 +224,20 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                             loss_sum, correct = loss_module(**batch)
                         # DDP averages gradients over processes; scale back up to a sum.
                         accelerator.backward(loss_sum * (world / targets))
-                    running += torch.stack([loss_sum.detach().double(), correct.double(), torch.tensor(float(len(batch["targets"])), device=accelerator.device, dtype=torch.float64)])
-                grad_norm = accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm) if cfg.train.max_grad_norm else None
+                    running += torch.stack(
+                        [
+                            loss_sum.detach().double(),
+                            correct.double(),
+                            torch.tensor(
+                                float(len(batch["targets"])), device=accelerator.device, dtype=torch.float64
+                            ),
+                        ]
+                    )
+                grad_norm = (
+                    accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
+                    if cfg.train.max_grad_norm
+                    else None
+                )
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
@@ -219,12 +271,18 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                         console.print(f"step {state.step}/{total_steps}: {info}")
 
                 every = cfg.eval.every_steps
-                evaluated = bool(val_rows) and (state.step == total_steps or (every is not None and state.step % every == 0))
+                evaluated = bool(val_rows) and (
+                    state.step == total_steps or (every is not None and state.step % every == 0)
+                )
                 if evaluated:
                     last_eval = evaluate()
                     value = last_eval[cfg.eval.metric]
                     if _improved(value, state.best_metric, cfg.eval.greater_is_better, cfg.eval.min_delta):
-                        state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
+                        state.best_metric, state.best_step, state.evals_without_improvement = (
+                            value,
+                            state.step,
+                            0,
+                        )
                     else:
                         state.evals_without_improvement += 1
                         if cfg.eval.patience and state.evals_without_improvement >= cfg.eval.patience:
@@ -233,12 +291,18 @@ def run(cfg: RunConfig, *, resume: bool = False, console: Console | None = None,
                         metrics_log.log(state.step, "eval", last_eval)
                     if main:
                         progress.console.print(
-                            f"step {state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items() if k != "val_tokens")
+                            f"step {state.step}: "
+                            + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items() if k != "val_tokens")
                             + (" [yellow](stopping early: no improvement)[/]" if state.stopped_early else "")
                         )
                     if on_eval is not None:
                         on_eval(state.step, last_eval)
-                if evaluated or (cfg.output.save_every and state.step % cfg.output.save_every == 0) or state.step == total_steps or state.stopped_early:
+                if (
+                    evaluated
+                    or (cfg.output.save_every and state.step % cfg.output.save_every == 0)
+                    or state.step == total_steps
+                    or state.stopped_early
+                ):
                     state.elapsed_seconds = time.perf_counter() - run_start
                     save()
     finally:
@@ -316,7 +380,9 @@ def _prepare_run_dir(cfg: RunConfig, resume: bool, console: Console) -> Path | N
     latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
     if resume:
         if latest is None:
-            console.print(f"[yellow]--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from scratch[/]")
+            console.print(
+                f"[yellow]--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from scratch[/]"
+            )
     elif latest is not None or (run_dir / "final").exists():
         if not cfg.output.overwrite:
             raise ChattuneError(
@@ -341,7 +407,9 @@ def _broadcast_path(accelerator: object, path: Path | None) -> Path | None:
     return Path(box[0]) if box[0] else None
 
 
-def _save_checkpoint(accelerator, loss_module, optimizer, tokenizer, cfg: RunConfig, state: ckpt.TrainState) -> Path:  # type: ignore[no-untyped-def]
+def _save_checkpoint(
+    accelerator, loss_module, optimizer, tokenizer, cfg: RunConfig, state: ckpt.TrainState
+) -> Path:  # type: ignore[no-untyped-def]
     model = accelerator.unwrap_model(loss_module).model
     state_dict = {k.removeprefix("model."): v for k, v in accelerator.get_state_dict(loss_module).items()}
 
@@ -350,7 +418,13 @@ def _save_checkpoint(accelerator, loss_module, optimizer, tokenizer, cfg: RunCon
         tokenizer.save_pretrained(folder)
 
     root = cfg.run_dir / "checkpoints"
-    path = ckpt.save_checkpoint(root, state, save_weights=save_weights, optimizer_state=optimizer.state_dict(), config_yaml=cfg.to_yaml())
+    path = ckpt.save_checkpoint(
+        root,
+        state,
+        save_weights=save_weights,
+        optimizer_state=optimizer.state_dict(),
+        config_yaml=cfg.to_yaml(),
+    )
     best = ckpt.checkpoint_dir(root, state.best_step) if state.best_step is not None else None
     ckpt.prune(root, cfg.output.keep_last, protect=best)
     return path
@@ -382,7 +456,10 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
         load_tokenizer(cfg.model).save_pretrained(final)
     (final / "chattune.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
     (final / "chat_defaults.json").write_text(
-        json.dumps({"system_prompt": system_prompt, "base_model": cfg.model.name, "from_checkpoint": source.name}, indent=2)
+        json.dumps(
+            {"system_prompt": system_prompt, "base_model": cfg.model.name, "from_checkpoint": source.name},
+            indent=2,
+        )
     )
     return final
 

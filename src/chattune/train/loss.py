@@ -42,7 +42,9 @@ class SupervisedLoss(nn.Module):
         by_document = getattr(lm.config, "_attn_implementation", None) == DOCUMENT_ATTENTION
         plan = plan_documents(position_ids) if by_document else None
         extra = {"document_plan": plan} if plan is not None else {}
-        hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra).last_hidden_state
+        hidden = backbone(
+            input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra
+        ).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, select)
         head = lm.get_output_embeddings()
         softcap = getattr(lm.config, "final_logit_softcapping", None)

@@ -1,6 +1,6 @@
 """What a run records: metrics.jsonl (one JSON object per log event), TensorBoard events, loss.png.
 
-    tensorboard --logdir runs/quickstart/tensorboard
+tensorboard --logdir runs/quickstart/tensorboard
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ class MetricsLog:
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.is_file():
             # Steps after the checkpoint will be trained again: drop their old records.
-            kept = [ln for ln in self.path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            kept = [
+                ln
+                for ln in self.path.read_text(encoding="utf-8").splitlines()
+                if ln and json.loads(ln)["step"] <= resume_step
+            ]
             self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
         elif self.path.exists():
             self.path.unlink()
@@ -51,7 +55,11 @@ def plot_losses(metrics_file: Path, out: Path) -> Path | None:
     records = read_metrics(metrics_file) if metrics_file.is_file() else []
     train = [(r["step"], r["loss"]) for r in records if r["split"] == "train" and "loss" in r]
     val = [(r["step"], r["val_loss"]) for r in records if r["split"] == "eval" and "val_loss" in r]
-    acc = [(r["step"], r["val_token_accuracy"]) for r in records if r["split"] == "eval" and "val_token_accuracy" in r]
+    acc = [
+        (r["step"], r["val_token_accuracy"])
+        for r in records
+        if r["split"] == "eval" and "val_token_accuracy" in r
+    ]
     if not train and not val:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
@@ -64,7 +72,9 @@ def plot_losses(metrics_file: Path, out: Path) -> Path | None:
     ax.grid(alpha=0.3)
     if acc:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*acc, strict=True), "s--", label="validation token accuracy", color="tab:green", alpha=0.7)
+        ax2.plot(
+            *zip(*acc, strict=True), "s--", label="validation token accuracy", color="tab:green", alpha=0.7
+        )
         ax2.set_ylabel("token accuracy")
         ax2.legend(loc="upper center")
     ax.legend(loc="upper right")

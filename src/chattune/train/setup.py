@@ -47,13 +47,21 @@ def load_conversations(data: DataConfig, seed: int) -> tuple[list[Conversation],
     return holdout(train, data.val_fraction, seed)
 
 
-def holdout(conversations: list[Conversation], fraction: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+def holdout(
+    conversations: list[Conversation], fraction: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
     """Seeded train/validation split that never separates an original from its augmented copies
     (grouped by meta.id / meta.augmented_from) and honours an explicit meta.split."""
     if fraction == 0 or len(conversations) < 2:
         return conversations, []
-    group_of = [str(c.meta.get("augmented_from", c.meta.get("id", f"#{i}"))) for i, c in enumerate(conversations)]
-    pinned = {g: c.meta["split"] for g, c in zip(group_of, conversations, strict=True) if c.meta.get("split") in ("train", "val")}
+    group_of = [
+        str(c.meta.get("augmented_from", c.meta.get("id", f"#{i}"))) for i, c in enumerate(conversations)
+    ]
+    pinned = {
+        g: c.meta["split"]
+        for g, c in zip(group_of, conversations, strict=True)
+        if c.meta.get("split") in ("train", "val")
+    }
     free = sorted({g for g in group_of if g not in pinned})
     random.Random(seed).shuffle(free)
     n_val = max(1, round(fraction * len(set(group_of)))) - sum(1 for s in pinned.values() if s == "val")
@@ -81,7 +89,9 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
             f"{cfg.data.train_file}: no conversation has an assistant token to train on within "
             f"data.max_length={cfg.data.max_length} ({train_stats.summary()})"
         )
-    systems = Counter(c.messages[0].content for c in train_convs if c.messages and c.messages[0].role == "system")
+    systems = Counter(
+        c.messages[0].content for c in train_convs if c.messages and c.messages[0].role == "system"
+    )
     system_prompt = systems.most_common(1)[0][0] if systems else None
     return TokenizedData(train, val, train_stats, val_stats, system_prompt)
 
@@ -101,9 +111,15 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
 
         from chattune.train.fused_lora import use_fused_lora
 
-        model = load_model(cfg.model, quantize_4bit=method == "qlora", dtype=torch.bfloat16 if method == "qlora" else torch.float32)
+        model = load_model(
+            cfg.model,
+            quantize_4bit=method == "qlora",
+            dtype=torch.bfloat16 if method == "qlora" else torch.float32,
+        )
         if method == "qlora":
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
+            )
         if resume_from is not None:
             model = PeftModel.from_pretrained(model, str(resume_from), is_trainable=True)
         else:
@@ -142,7 +158,8 @@ def _store_frozen_linears_in_compute_dtype(model: torch.nn.Module, precision: st
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     sharded = any(
-        os.environ.get(flag, "false").lower() == "true" for flag in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+        os.environ.get(flag, "false").lower() == "true"
+        for flag in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
     )
     if dtype is None or sharded:
         return 0
@@ -150,7 +167,11 @@ def _store_frozen_linears_in_compute_dtype(model: torch.nn.Module, precision: st
     head_weight = head.weight if head is not None else None
     converted = 0
     for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad and module.weight is not head_weight:
+        if (
+            isinstance(module, torch.nn.Linear)
+            and not module.weight.requires_grad
+            and module.weight is not head_weight
+        ):
             module.weight.data = module.weight.data.to(dtype)
             converted += 1
     return converted
@@ -188,7 +209,9 @@ def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
     from chattune.model import load_tokenizer
     from chattune.train.batching import pack
 
-    console.print(f"[green]config ok[/]: {cfg.train.method} fine-tuning of {cfg.model.name}, run dir {cfg.run_dir}")
+    console.print(
+        f"[green]config ok[/]: {cfg.train.method} fine-tuning of {cfg.model.name}, run dir {cfg.run_dir}"
+    )
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_data(cfg, tokenizer)
     console.print(stats_table("training data", data.train_stats))

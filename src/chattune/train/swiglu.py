@@ -23,12 +23,16 @@ _GATED_MLP_LINE = "self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(
 
 class SiluMul(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, gate: torch.Tensor, up: torch.Tensor
+    ) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(gate, up)
         return F.silu(gate) * up
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         gate, up = ctx.saved_tensors  # type: ignore[attr-defined]
         grad_up = grad * F.silu(gate)
         grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
@@ -49,7 +53,10 @@ def use_silu_mul(model: nn.Module) -> int:
         act = getattr(module, "act_fn", None)
         if not (isinstance(act, nn.SiLU) or type(act).__name__ == "SiLUActivation"):
             continue
-        if not all(isinstance(getattr(module, name, None), nn.Module) for name in ("gate_proj", "up_proj", "down_proj")):
+        if not all(
+            isinstance(getattr(module, name, None), nn.Module)
+            for name in ("gate_proj", "up_proj", "down_proj")
+        ):
             continue
         try:
             source = inspect.getsource(type(module).forward)
