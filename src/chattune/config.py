@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from chattune.augment.config import AugmentConfig
 from chattune.data.prepare_config import PrepareConfig
@@ -74,6 +74,12 @@ class DataConfig(Section):
 class TrainConfig(Section):
     method: Literal["full", "lora", "qlora"] = Field(
         "full", description="Full fine-tuning, LoRA, or QLoRA (4-bit base, CUDA only)."
+    )
+    recipe: Literal["auto", "manual"] = Field(
+        "auto",
+        description="auto: choose epochs, learning rate, batch size, gradient accumulation, warm-up and "
+        "data.max_length from the data, the model size and the method (chattune/train/recipe.py); keys you "
+        "set yourself are kept. manual: the defaults below, as written.",
     )
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (after warm-up).")
     batch_size: int = Field(4, ge=1, description="Rows per device per micro-step.")
@@ -209,6 +215,13 @@ class OutputConfig(Section):
     )
 
 
+# The keys train.recipe=auto may choose, per section (chattune/train/recipe.py); a key the user sets wins.
+RECIPE_KEYS: dict[str, tuple[str, ...]] = {
+    "train": ("epochs", "learning_rate", "batch_size", "grad_accum", "warmup_ratio"),
+    "data": ("max_length",),
+}
+
+
 class RunConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -224,13 +237,33 @@ class RunConfig(Section):
         description="Hyperparameter search over this config (`chattune sweep`); ignored by `chattune train`.",
     )
 
+    # Dotted keys that train.recipe=auto filled in (not the user's): left out of saved configs.
+    _auto_keys: set[str] = PrivateAttr(default_factory=set)
+
     @property
     def run_dir(self) -> Path:
         return self.output.dir / (self.output.name or "run")
 
+    @property
+    def auto_keys(self) -> set[str]:
+        return self._auto_keys
+
     def to_yaml(self) -> str:
-        # Nulls are kept: an explicit `max_grad_norm: null` must not come back as the default.
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The config as YAML. Nulls are kept: an explicit `max_grad_norm: null` must not come back as the
+        default. Under train.recipe=auto, the keys the recipe chooses are written only when the user set
+        them: a saved config loaded again (a resumed run, a sweep trial, best.yaml) must let auto choose
+        again rather than freeze its last choice, or the defaults, as if the user had set them."""
+        data = self.model_dump(mode="json")
+        if self.train.recipe == "auto":
+            for section, keys in RECIPE_KEYS.items():
+                for key in keys:
+                    if not self.user_set(section, key):
+                        data[section].pop(key, None)
+        return yaml.safe_dump(data, sort_keys=False)
+
+    def user_set(self, section: str, key: str) -> bool:
+        """Did the user set this key (in the file or on the command line), not a default nor the recipe?"""
+        return key in getattr(self, section).model_fields_set and f"{section}.{key}" not in self._auto_keys
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -664,8 +664,13 @@ def model_parameter_count(model_name: str) -> int | None:
     ff, vocab = getattr(c, "intermediate_size", 4 * d), getattr(c, "vocab_size", 0)
     if not d or not n_layers:
         return None
-    # attention (4 d^2, fewer with grouped KV heads ignored) + gated MLP (3 d ff) per layer, plus embeddings.
-    return int(n_layers * (4 * d * d + 3 * d * ff) + vocab * d)
+    heads = getattr(c, "num_attention_heads", 1) or 1
+    kv_dim = d * (getattr(c, "num_key_value_heads", None) or heads) // heads
+    # Per layer: q and o (2 d^2), k and v (2 d kv_dim, smaller with grouped KV heads), gated MLP (3 d ff),
+    # two norms; then the embeddings, and the output head unless it is tied to them.
+    per_layer = 2 * d * d + 2 * d * kv_dim + 3 * d * ff + 2 * d
+    head = 0 if getattr(c, "tie_word_embeddings", False) else vocab * d
+    return int(n_layers * per_layer + vocab * d + head + d)
 
 
 def resolve_training_files(data_cfg: DataConfig) -> tuple[Path, Path | None]:

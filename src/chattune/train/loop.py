@@ -44,8 +44,10 @@ from chattune.train.document_attention import use_document_attention
 from chattune.train.evaluate import loss_sums, metrics_from_sums
 from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
+from chattune.train.recipe import Choice, describe
 from chattune.train.schedule import lr_at
-from chattune.train.setup import build_model, stats_table, tokenize_data
+from chattune.train.setup import apply_recipe, build_model, print_recipe, stats_table, tokenize_data
+from chattune.train.setup import total_steps as run_total_steps
 
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
 
@@ -91,6 +93,10 @@ def run(
     # ---- data -------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_data(cfg, tokenizer)
+    cfg, choices = apply_recipe(cfg, data, accelerator.num_processes)
+    if main:
+        print_recipe(choices, console)
+        _record_recipe(run_dir, cfg, choices)
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
     val_rows = pack(data.val, cfg.data.max_length, packing=cfg.data.packing)
     if main:
@@ -125,9 +131,7 @@ def run(
 
     world, rank, batch_size = accelerator.num_processes, accelerator.process_index, cfg.train.batch_size
     micro_per_epoch = math.ceil(len(rows) / (batch_size * world))
-    total_steps = cfg.train.max_steps or max(
-        1, math.ceil(cfg.train.epochs * micro_per_epoch / cfg.train.grad_accum)
-    )
+    total_steps = run_total_steps(cfg.train, micro_per_epoch)
     orders: dict[int, list[int]] = {}
 
     def micro_batch(m: int) -> list[Row]:
@@ -462,6 +466,18 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
         )
     )
     return final
+
+
+def _record_recipe(run_dir: Path, cfg: RunConfig, choices: list[Choice]) -> None:
+    """The run's config.yaml says what the recipe chose (as comments: loading it again lets auto choose
+    again, for the same data the same values), and recipe.json keeps the choices for tools."""
+    if not choices:
+        return
+    header = "".join(f"# {line}\n" for line in ["train.recipe=auto chose:", *describe(choices)])
+    (run_dir / "config.yaml").write_text(header + cfg.to_yaml(), encoding="utf-8")
+    (run_dir / "recipe.json").write_text(
+        json.dumps([{"key": c.key, "value": c.value, "why": c.why} for c in choices], indent=2)
+    )
 
 
 def _stats_dict(stats: object) -> dict[str, object]:

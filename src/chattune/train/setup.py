@@ -5,6 +5,7 @@ Kept apart from the loop so `validate` can check a config and its data without l
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from chattune.config import DataConfig, RunConfig
+from chattune.config import DataConfig, RunConfig, TrainConfig
 from chattune.data.conversation import Conversation, read_jsonl
 from chattune.data.tokenize import (
     TokenizedExample,
@@ -25,6 +26,7 @@ from chattune.data.tokenize import (
 from chattune.errors import ChattuneError
 from chattune.hardware import resolve_precision
 from chattune.train.dropout import use_fast_lora_dropout
+from chattune.train.recipe import Choice, DataShape, describe, resolve_recipe
 from chattune.train.swiglu import use_silu_mul
 
 if TYPE_CHECKING:
@@ -94,6 +96,28 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
     )
     system_prompt = systems.most_common(1)[0][0] if systems else None
     return TokenizedData(train, val, train_stats, val_stats, system_prompt)
+
+
+def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tuple[RunConfig, list[Choice]]:
+    """train.recipe=auto: fill in what the user left unset from the tokenised training data (see recipe.py).
+    The same call in `validate` and `train`, so both show and use the same numbers."""
+    from chattune.data.prepare import model_parameter_count
+
+    if cfg.train.recipe != "auto":
+        return cfg, []
+    shape = DataShape(
+        conversations=len(data.train),
+        longest=max(len(ex) for ex in data.train + data.val),  # validation rows are packed alike
+        tokens=sum(len(ex) for ex in data.train),
+    )
+    return resolve_recipe(cfg, shape, model_parameter_count(cfg.model.name), world_size)
+
+
+def print_recipe(choices: list[Choice], console: Console) -> None:
+    if choices:
+        console.print("[bold]train.recipe=auto[/] chose (set a key yourself to override it):")
+        for line in describe(choices):
+            console.print(f"  {line}", highlight=False)
 
 
 def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedModel:
@@ -204,6 +228,12 @@ def stats_table(title: str, stats: TokenizeStats) -> Table:
     return table
 
 
+def total_steps(train: TrainConfig, micro_per_epoch: int) -> int:
+    """Optimizer steps of a run: train.max_steps, or the epochs over micro-batches (one formula for
+    `validate` and the loop, so both report the same count)."""
+    return train.max_steps or max(1, math.ceil(train.epochs * micro_per_epoch / train.grad_accum))
+
+
 def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
     """`chattune validate`: the config is valid (it loaded); now the data and the chat template."""
     from chattune.model import load_tokenizer
@@ -214,6 +244,8 @@ def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
     )
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_data(cfg, tokenizer)
+    cfg, choices = apply_recipe(cfg, data)
+    print_recipe(choices, console)
     console.print(stats_table("training data", data.train_stats))
     console.print(stats_table("validation data", data.val_stats))
     if data.train_stats.dropped_no_target:
@@ -223,8 +255,8 @@ def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
             f"(indices {data.train_stats.dropped_indices[:10]}{' ...' if data.train_stats.dropped_no_target > 10 else ''})"
         )
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
-    micro_per_epoch = -(-len(rows) // cfg.train.batch_size)
-    steps = cfg.train.max_steps or max(1, round(cfg.train.epochs * micro_per_epoch / cfg.train.grad_accum))
+    micro_per_epoch = math.ceil(len(rows) / cfg.train.batch_size)
+    steps = total_steps(cfg.train, micro_per_epoch)
     fill = sum(len(r.input_ids) for r in rows) / (len(rows) * cfg.data.max_length)
     console.print(
         f"{len(data.train)} conversations -> {len(rows)} rows of <= {cfg.data.max_length} tokens "

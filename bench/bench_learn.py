@@ -1,0 +1,207 @@
+"""Does a default fine-tune learn? chattune with a config naming only the model and the data, against TRL's
+usual recipe, on an invented product that no model can know beforehand (bench/learnset.py).
+
+    python bench/bench_learn.py                          # seed 0: chattune defaults vs TRL usual recipe
+    python bench/bench_learn.py --seeds 0 1 --trl none   # chattune alone, two invented products
+    python bench/bench_learn.py --chattune train.epochs=3 --trl none   # an ablation: any dotted override
+
+For each seed and trainer: held-out accuracy per kind (fact, clarify, out_of_scope, impossible, style;
+greedy, 80 new tokens, regex-scored), general ability kept (general questions asked with no system
+prompt, as a user of the base model would: of those the base model answers right, the share the tuned
+model still answers right), and training wall time (the whole `chattune train` command, model loading
+and tokenisation included). TRL's usual recipe: SFTTrainer, full fine-tuning, 3 epochs, batch 8
+unpacked, lr 1e-4 cosine, bf16, its defaults otherwise. Results go to bench/out/learn/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from learnset import LearnSet, make_learnset, score  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out" / "learn"
+KINDS = ["fact", "clarify", "out_of_scope", "impossible", "style"]
+
+
+def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tokens: int = 80) -> list[str]:
+    """Greedy answers, batched with left padding (the same greedy decoding as `chattune chat --temperature 0`)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chattune.model import resolve_source
+
+    source = resolve_source(model_path)
+    tok = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+    model.eval()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    answers: dict[int, str] = {}
+    for start in range(0, len(order), 16):
+        idx = order[start : start + 16]
+        batch = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+            )
+        for i, seq in zip(idx, out[:, batch["input_ids"].shape[1] :], strict=True):
+            answers[i] = tok.decode(seq, skip_special_tokens=True).strip()
+    return [answers[i] for i in range(len(prompts))]
+
+
+def evaluate(model_path: str, ls: LearnSet) -> dict[str, Any]:
+    general_prompts = [[{"role": "user", "content": g["question"]}] for g in ls.general]
+    answers = answer_all(model_path, [it["messages"] for it in ls.test] + general_prompts)
+    test_answers, general_answers = answers[: len(ls.test)], answers[len(ls.test) :]
+    per_kind: dict[str, list[bool]] = defaultdict(list)
+    for it, a in zip(ls.test, test_answers, strict=True):
+        per_kind[it["kind"]].append(score(a, it))
+    general = [score(a, {"patterns": [g["pattern"]], "forbid": []}) for g, a in zip(ls.general, general_answers, strict=True)]
+    return {
+        "overall": sum(sum(v) for v in per_kind.values()) / sum(len(v) for v in per_kind.values()),
+        "per_kind": {k: sum(v) / len(v) for k, v in per_kind.items()},
+        "general": general,
+        "samples": [
+            {"kind": it["kind"], "q": it["messages"][-1]["content"], "a": a}
+            for it, a in list(zip(ls.test, test_answers, strict=True))[::6]
+        ]
+        + [{"kind": "general", "q": g["question"], "a": a} for g, a in list(zip(ls.general, general_answers, strict=True))[::5]],
+    }
+
+
+def train_chattune(work: Path, overrides: list[str]) -> tuple[str, float]:
+    config = work / "chattune.yaml"
+    config.write_text(f"model:\n  name: embedded\ndata:\n  train_file: {work / 'train.jsonl'}\n")
+    cmd = [sys.executable, "-m", "chattune", "train", str(config), f"output.dir={work / 'runs'}", *overrides]
+    start = time.perf_counter()
+    log = work / "chattune.log"
+    with log.open("w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=work, env=_env()).returncode
+    seconds = time.perf_counter() - start
+    if rc != 0:
+        sys.exit(f"chattune train failed (rc {rc}); see {log}:\n" + log.read_text()[-3000:])
+    return str(work / "runs" / "chattune" / "final"), seconds
+
+
+def train_trl(work: Path) -> tuple[str, float]:
+    start = time.perf_counter()
+    log = work / "trl.log"
+    with log.open("w") as f:
+        rc = subprocess.run(
+            [sys.executable, __file__, "--child-trl", str(work)], stdout=f, stderr=subprocess.STDOUT, env=_env()
+        ).returncode
+    if rc != 0:
+        sys.exit(f"TRL failed (rc {rc}); see {log}:\n" + log.read_text()[-3000:])
+    return str(work / "trl" / "final"), time.perf_counter() - start
+
+
+def child_trl(work: Path) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from chattune.model import resolve_source
+
+    path = resolve_source("embedded").path
+    records = [{"messages": json.loads(line)["messages"]} for line in (work / "train.jsonl").open()]
+    args = SFTConfig(
+        output_dir=str(work / "trl"),
+        num_train_epochs=3,
+        per_device_train_batch_size=8,
+        learning_rate=1e-4,
+        lr_scheduler_type="cosine",
+        bf16=True,
+        use_cpu=True,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=10,
+        seed=42,
+        disable_tqdm=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(path)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tok)
+    trainer.train()
+    trainer.save_model(str(work / "trl" / "final"))
+    tok.save_pretrained(str(work / "trl" / "final"))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--n-train", type=int, default=400)
+    p.add_argument("--trl", choices=["usual", "none"], default="usual")
+    p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")
+    p.add_argument("--tag", default="default", help="name of this configuration in the output")
+    p.add_argument("--child-trl", type=Path, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child_trl:
+        return child_trl(a.child_trl)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in a.seeds:
+        ls = make_learnset(seed, a.n_train)
+        work = OUT / f"seed{seed}-{a.tag}"
+        work.mkdir(parents=True, exist_ok=True)
+        with (work / "train.jsonl").open("w") as f:
+            for c in ls.train:
+                f.write(json.dumps(c) + "\n")
+        base = evaluate("embedded", ls)
+        trainers = [("chattune", lambda w=work: train_chattune(w, a.chattune))]
+        if a.trl == "usual":
+            trainers.append(("trl", lambda w=work: train_trl(w)))
+        for name, train in trainers:
+            print(f"seed {seed}: training {name} ...", flush=True)
+            model_path, seconds = train()
+            result = evaluate(model_path, ls)
+            base_right = [i for i, ok in enumerate(base["general"]) if ok]
+            kept = sum(result["general"][i] for i in base_right) / max(1, len(base_right))
+            row = {
+                "seed": seed,
+                "trainer": name,
+                "tag": a.tag,
+                "overrides": a.chattune if name == "chattune" else [],
+                "train_seconds": round(seconds, 1),
+                "heldout": result["overall"],
+                **{k: result["per_kind"].get(k) for k in KINDS},
+                "general_kept": kept,
+                "base_general_right": len(base_right),
+                "base_heldout": base["overall"],
+            }
+            rows.append(row)
+            (work / f"{name}.json").write_text(json.dumps(row | {"samples": result["samples"]}, indent=2))
+            print(json.dumps(row), flush=True)
+    print()
+    header = f"{'seed':>4} {'trainer':10} {'held-out':>8} " + " ".join(f"{k[:8]:>8}" for k in KINDS) + f" {'general':>8} {'train s':>8}"
+    print(header)
+    for r in rows:
+        print(
+            f"{r['seed']:>4} {r['trainer']:10} {r['heldout']:8.0%} "
+            + " ".join(f"{r[k]:8.0%}" for k in KINDS)
+            + f" {r['general_kept']:8.0%} {r['train_seconds']:8.0f}"
+        )
+    with (OUT / "results.jsonl").open("a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""`train.recipe: auto`: the hyperparameters a run needs, chosen from the data, the model and the method.
+
+    cfg, choices = resolve_recipe(cfg, shape, n_params)      # keys the config sets explicitly are kept
+
+Why it exists: packing puts ~10-25 short conversations into each row, so a learning rate and an epoch
+count that suit unpacked batches leave a packed run with a handful of optimizer steps: 400 support
+conversations at the class defaults (lr 2e-5, 1 epoch, rows of 1,024) are 8 steps, and the model learns
+nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Recipe auto"):
+
+- rows are as long as the longest conversation needs (a power of two, 256 to data.max_length), so a row
+  holds a few conversations and a step sees a controlled number of them;
+- epochs: enough passes that ~TARGET_SEEN conversations go by (a small set needs several passes for
+  its facts to stick; a large one needs one), 1 to 10;
+- conversations per optimizer step: CONVS_PER_STEP, growing with the square root of what the run sees,
+  so small sets get many small steps and large sets larger batches (up to 64);
+- learning rate: PEAK_LR for a 135M model, scaled by sqrt(135M / parameters) (larger models want
+  smaller steps), x10 for LoRA (only the small adapter moves);
+- warm-up: 5% of the steps; cosine decay (the class default) to 0.
+
+It is a pure function of the data shape and the model size, so `chattune validate` and `chattune train`
+agree, and a run resumed (or a config saved and loaded again) resolves to the same values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from chattune.config import RunConfig
+
+TARGET_SEEN = 800  # conversations seen over the whole run, before the 1..10 epoch clamp
+CONVS_PER_STEP = 8  # conversations per optimizer step at TARGET_SEEN; grows with sqrt(seen)
+PEAK_LR = 2e-4  # full fine-tuning of a 135M model
+REFERENCE_PARAMS = 135e6
+LORA_LR_FACTOR = 10.0
+WARMUP_RATIO = 0.05
+MAX_TOKENS_PER_MICRO_BATCH = 4096  # beyond this a step accumulates gradients (memory stays flat)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the recipe needs to know about the training data (after tokenisation)."""
+
+    conversations: int
+    longest: int  # tokens of the longest conversation (after data.max_length truncation)
+    tokens: int  # all tokens of all conversations
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str  # dotted, e.g. "train.epochs"
+    value: float | int
+    why: str
+
+
+def resolve_recipe(
+    cfg: RunConfig, shape: DataShape, n_params: int | None, world_size: int = 1
+) -> tuple[RunConfig, list[Choice]]:
+    """The config with every auto key the user left unset filled in, and what was chosen and why.
+
+    With `train.recipe: manual`, or when every key is set, the config comes back unchanged."""
+    if cfg.train.recipe != "auto" or shape.conversations == 0:
+        return cfg, []
+    out = cfg.model_copy(deep=True)
+    choices: list[Choice] = []
+
+    def choose(section: str, key: str, value: float | int, why: str) -> float | int:
+        if cfg.user_set(section, key):
+            return getattr(getattr(cfg, section), key)  # type: ignore[no-any-return]
+        setattr(getattr(out, section), key, value)
+        out.auto_keys.add(f"{section}.{key}")
+        choices.append(Choice(f"{section}.{key}", value, why))
+        return value
+
+    longest_pow2 = 1 << max(8, math.ceil(math.log2(max(shape.longest, 1))))
+    max_length = choose(
+        "data",
+        "max_length",
+        min(cfg.data.max_length, longest_pow2),
+        f"the longest conversation is {shape.longest} tokens: rows of this length pack a few conversations "
+        "each, so a step sees a controlled number of them",
+    )
+    n = shape.conversations
+    epochs = choose(
+        "train",
+        "epochs",
+        float(min(10, max(1, round(TARGET_SEEN / n)))),
+        f"{n} conversations: ~{TARGET_SEEN} seen in all (1 to 10 passes) lets a small set's facts stick",
+    )
+    seen = n * epochs
+    convs_per_step = min(64, max(CONVS_PER_STEP, round(CONVS_PER_STEP * math.sqrt(seen / TARGET_SEEN))))
+    # Rows per step from how densely conversations pack at the chosen length.
+    mean_tokens = shape.tokens / n
+    convs_per_row = max(1.0, int(max_length) / mean_tokens * 0.93)  # packing fills rows ~93%
+    rows_per_step = max(1, round(convs_per_step / convs_per_row / world_size))
+    per_micro = max(1, MAX_TOKENS_PER_MICRO_BATCH // int(max_length))
+    batch_size = choose(
+        "train",
+        "batch_size",
+        min(rows_per_step, per_micro),
+        f"~{convs_per_step} conversations per optimizer step (~{convs_per_row:.1f} per row"
+        + (f", {world_size} processes" if world_size > 1 else "")
+        + "): many small steps for a small set",
+    )
+    choose(
+        "train",
+        "grad_accum",
+        max(1, math.ceil(rows_per_step / int(batch_size))),
+        f"at most {MAX_TOKENS_PER_MICRO_BATCH} tokens per micro-batch; the rest of a step is accumulated",
+    )
+    params = n_params or REFERENCE_PARAMS
+    lr = PEAK_LR * math.sqrt(REFERENCE_PARAMS / params)
+    lora = cfg.train.method in ("lora", "qlora")
+    if lora:
+        lr *= LORA_LR_FACTOR
+    choose(
+        "train",
+        "learning_rate",
+        float(f"{lr:.2g}"),
+        f"{PEAK_LR:g} for 135M parameters x sqrt(135M / {params / 1e6:,.0f}M)"
+        + (f" x {LORA_LR_FACTOR:g} for LoRA" if lora else ""),
+    )
+    if cfg.train.warmup_steps is None:  # warm-up given in steps by the user excludes a ratio
+        choose("train", "warmup_ratio", WARMUP_RATIO, "a short linear warm-up, then cosine decay")
+    return out, choices
+
+
+def describe(choices: list[Choice]) -> list[str]:
+    """One line per choice, for the console and the run's config.yaml."""
+    return [f"{c.key} = {c.value:g}: {c.why}" for c in choices]

@@ -1,0 +1,86 @@
+"""train.recipe=auto: what it chooses, that the user's keys win, and that saved configs stay auto."""
+
+from pathlib import Path
+
+from chattune.config import RunConfig, load_config
+from chattune.train.recipe import DataShape, resolve_recipe
+from chattune.train.setup import apply_recipe, tokenize_data, total_steps
+from conftest import support_conversations, write_jsonl
+
+SUPPORT_SET = DataShape(conversations=400, longest=240, tokens=400 * 110)
+
+
+def config(tmp_path: Path, text: str = "", overrides: list[str] | None = None) -> RunConfig:
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  name: embedded\n" + text)
+    return load_config(path, overrides)
+
+
+def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
+    cfg, choices = resolve_recipe(config(tmp_path), SUPPORT_SET, n_params=135_000_000)
+    chosen = {c.key: c.value for c in choices}
+    assert set(chosen) == {
+        "data.max_length",
+        "train.epochs",
+        "train.batch_size",
+        "train.grad_accum",
+        "train.learning_rate",
+        "train.warmup_ratio",
+    }
+    assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two
+    assert cfg.train.epochs == 2
+    assert 1.5e-4 <= cfg.train.learning_rate <= 2.5e-4
+    # ~2 conversations per 256-token row: a step of a few rows, so ~100 steps, not the old 8
+    rows = 400 * 110 / (256 * 0.93)
+    steps = cfg.train.epochs * rows / (cfg.train.batch_size * cfg.train.grad_accum)
+    assert 60 <= steps <= 200
+    assert all(c.why for c in choices)
+
+
+def test_smaller_sets_get_more_epochs_and_larger_models_a_smaller_rate(tmp_path):
+    small, _ = resolve_recipe(config(tmp_path), DataShape(100, 200, 100 * 100), 135_000_000)
+    large, _ = resolve_recipe(config(tmp_path), DataShape(10_000, 200, 10_000 * 100), 135_000_000)
+    assert small.train.epochs == 8 and large.train.epochs == 1
+    big_model, _ = resolve_recipe(config(tmp_path), SUPPORT_SET, 1_700_000_000)
+    assert big_model.train.learning_rate < 0.5 * small.train.learning_rate
+    lora, _ = resolve_recipe(config(tmp_path, overrides=["train.method=lora"]), SUPPORT_SET, 135_000_000)
+    assert lora.train.learning_rate >= 5 * small.train.learning_rate
+
+
+def test_keys_the_user_sets_win_and_manual_changes_nothing(tmp_path):
+    cfg = config(tmp_path, "train:\n  learning_rate: 5.0e-5\n", ["train.epochs=4"])
+    resolved, choices = resolve_recipe(cfg, SUPPORT_SET, 135_000_000)
+    assert resolved.train.learning_rate == 5e-5 and resolved.train.epochs == 4
+    assert not {"train.learning_rate", "train.epochs"} & {c.key for c in choices}
+    manual = config(tmp_path, overrides=["train.recipe=manual"])
+    same, choices = resolve_recipe(manual, SUPPORT_SET, 135_000_000)
+    assert choices == [] and same.model_dump() == manual.model_dump()
+
+
+def test_a_saved_config_lets_auto_choose_again(tmp_path):
+    """A run's config.yaml, a sweep trial or best.yaml loaded again must not freeze auto's choices (or
+    the class defaults) as if the user had set them."""
+    cfg = config(tmp_path, overrides=["train.epochs=3"])
+    resolved, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000)
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(resolved.to_yaml())
+    again = load_config(saved)
+    assert again.user_set("train", "epochs")  # the user's key stays the user's
+    assert not again.user_set("train", "learning_rate") and not again.user_set("data", "max_length")
+    resolved_again, _ = resolve_recipe(again, SUPPORT_SET, 135_000_000)
+    assert resolved_again.model_dump() == resolved.model_dump()
+
+
+def test_validate_and_train_resolve_the_same_recipe_and_step_count(tmp_path, tiny_model_dir):
+    train_file = write_jsonl(tmp_path / "train.jsonl", support_conversations(60))
+    cfg = load_config(None, [f"model.name={tiny_model_dir}", f"data.train_file={train_file}"])
+    from chattune.model import load_tokenizer
+    from chattune.train.batching import pack
+
+    data = tokenize_data(cfg, load_tokenizer(cfg.model))
+    resolved, choices = apply_recipe(cfg, data)
+    again, _ = apply_recipe(cfg, data)
+    assert choices and resolved.model_dump() == again.model_dump()
+    rows = pack(data.train, resolved.data.max_length)
+    micro = -(-len(rows) // resolved.train.batch_size)
+    assert total_steps(resolved.train, micro) >= 2 * resolved.train.epochs
