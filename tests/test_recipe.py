@@ -26,6 +26,7 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
         "train.grad_accum",
         "train.learning_rate",
         "train.warmup_ratio",
+        "train.rehearsal",
     }
     assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two
     assert cfg.train.epochs == 2
@@ -84,3 +85,29 @@ def test_validate_and_train_resolve_the_same_recipe_and_step_count(tmp_path, tin
     rows = pack(data.train, resolved.data.max_length)
     micro = -(-len(rows) // resolved.train.batch_size)
     assert total_steps(resolved.train, micro) >= 2 * resolved.train.epochs
+
+
+def test_rehearsal_answers_are_the_base_models_own_and_cached_per_model(tmp_path, monkeypatch):
+    from chattune.config import ModelConfig
+    from chattune.train import rehearsal
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+
+    def fake_generate(model_cfg, prompts):  # the base model's greedy answers; one never ends
+        calls.append(len(prompts))
+        return {p: f"answer to {p}" for p in prompts[1:]}
+
+    monkeypatch.setattr(rehearsal, "_generate", fake_generate)
+    model = ModelConfig(name="embedded")
+    first = rehearsal.rehearsal_conversations(model, 10, seed=1)
+    again = rehearsal.rehearsal_conversations(model, 10, seed=1)
+    assert calls == [len(rehearsal.general_prompts())]  # generated once, then read from the cache
+    assert [c.model_dump() for c in first] == [c.model_dump() for c in again] and len(first) == 10
+    for c in first:  # asked as a user of the base model asks: no system prompt
+        assert [m.role for m in c.messages] == ["user", "assistant"]
+        assert c.messages[1].content == f"answer to {c.messages[0].content}"
+        assert c.meta == {"rehearsal": True}
+    other_seed = rehearsal.rehearsal_conversations(model, 10, seed=2)
+    assert {c.messages[0].content for c in other_seed} != {c.messages[0].content for c in first}
+    assert rehearsal.rehearsal_conversations(model, 0, seed=1) == []

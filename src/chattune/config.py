@@ -125,6 +125,14 @@ class TrainConfig(Section):
         description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation. "
         "Full fine-tuning: much less activation memory. LoRA on CPU: leave off (the fused LoRA layers run eager).",
     )
+    rehearsal: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Add this share (of the training conversations) of the base model's own answers to "
+        "general requests, asked without a system prompt, so tuning on one domain keeps what the model "
+        "could do elsewhere (chattune/train/rehearsal.py). recipe=auto chooses it when unset.",
+    )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")
 
@@ -217,7 +225,7 @@ class OutputConfig(Section):
 
 # The keys train.recipe=auto may choose, per section (chattune/train/recipe.py); a key the user sets wins.
 RECIPE_KEYS: dict[str, tuple[str, ...]] = {
-    "train": ("epochs", "learning_rate", "batch_size", "grad_accum", "warmup_ratio"),
+    "train": ("epochs", "learning_rate", "batch_size", "grad_accum", "warmup_ratio", "rehearsal"),
     "data": ("max_length",),
 }
 

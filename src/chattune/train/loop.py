@@ -97,6 +97,8 @@ def run(
     if main:
         print_recipe(choices, console)
         _record_recipe(run_dir, cfg, choices)
+    if cfg.train.rehearsal:  # after the recipe, which is resolved on the user's data alone
+        data.train += _rehearsal_examples(cfg, tokenizer, len(data.train), accelerator, console)
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
     val_rows = pack(data.val, cfg.data.max_length, packing=cfg.data.packing)
     if main:
@@ -466,6 +468,25 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
         )
     )
     return final
+
+
+def _rehearsal_examples(cfg: RunConfig, tokenizer, n_train: int, accelerator, console: Console) -> list:  # type: ignore[no-untyped-def]
+    """Tokenised rehearsal conversations (the base model's own general answers; see rehearsal.py). The
+    main process generates (or reads the cache) first, so the others only read the cache."""
+    from chattune.data.tokenize import tokenize_conversations
+    from chattune.train.rehearsal import rehearsal_conversations
+
+    count = round(cfg.train.rehearsal * n_train)
+    with accelerator.main_process_first():
+        conversations = rehearsal_conversations(cfg.model, count, cfg.train.seed)
+    examples, _ = tokenize_conversations(conversations, tokenizer, max_length=1 << 16)
+    examples = [ex for ex in examples if len(ex) <= cfg.data.max_length]  # whole answers only
+    if accelerator.is_main_process:
+        console.print(f"rehearsal: {len(examples)} of the base model's own general answers join training")
+    start = n_train  # keep source indices unique after the user's conversations
+    for i, ex in enumerate(examples):
+        ex.source_index = start + i
+    return examples
 
 
 def _record_recipe(run_dir: Path, cfg: RunConfig, choices: list[Choice]) -> None:

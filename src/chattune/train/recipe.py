@@ -34,6 +34,7 @@ PEAK_LR = 2e-4  # full fine-tuning of a 135M model
 REFERENCE_PARAMS = 135e6
 LORA_LR_FACTOR = 10.0
 WARMUP_RATIO = 0.05
+REHEARSAL = 0.15  # share of rehearsal conversations added to the user's
 MAX_TOKENS_PER_MICRO_BATCH = 4096  # beyond this a step accumulates gradients (memory stays flat)
 
 
@@ -119,6 +120,12 @@ def resolve_recipe(
         float(f"{lr:.2g}"),
         f"{PEAK_LR:g} for 135M parameters x sqrt(135M / {params / 1e6:,.0f}M)"
         + (f" x {LORA_LR_FACTOR:g} for LoRA" if lora else ""),
+    )
+    choose(
+        "train",
+        "rehearsal",
+        REHEARSAL,
+        "the base model's own answers to general requests keep its general ability (rehearsal.py)",
     )
     if cfg.train.warmup_steps is None:  # warm-up given in steps by the user excludes a ratio
         choose("train", "warmup_ratio", WARMUP_RATIO, "a short linear warm-up, then cosine decay")
