@@ -111,3 +111,26 @@ def test_rehearsal_answers_are_the_base_models_own_and_cached_per_model(tmp_path
     other_seed = rehearsal.rehearsal_conversations(model, 10, seed=2)
     assert {c.messages[0].content for c in other_seed} != {c.messages[0].content for c in first}
     assert rehearsal.rehearsal_conversations(model, 0, seed=1) == []
+
+
+def test_a_time_budget_stops_the_run_with_a_checkpoint_and_final(tmp_path, tiny_model_dir, train_file):
+    from chattune.train import run
+    from conftest import tiny_run_config
+
+    cfg = tiny_run_config(
+        tiny_model_dir, train_file, tmp_path, "train.max_steps=500", "train.time_budget_minutes=0.02"
+    )
+    result = run(cfg)
+    assert result.stopped_early and 0 < result.steps < 500
+    assert (cfg.run_dir / "final" / "config.json").is_file()
+    from chattune.train.checkpoint import checkpoint_dir
+
+    assert checkpoint_dir(cfg.run_dir / "checkpoints", result.steps).is_dir()
+
+
+def test_a_time_budget_fits_the_epochs(tmp_path):
+    cfg = config(tmp_path, overrides=["train.time_budget_minutes=1"])
+    slow, choices = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=0.01)
+    assert slow.train.epochs < 1 and "time_budget" in {c.key: c.why for c in choices}["train.epochs"]
+    fast, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=1e-5)
+    assert fast.train.epochs == 2

@@ -125,6 +125,12 @@ class TrainConfig(Section):
         description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation. "
         "Full fine-tuning: much less activation memory. LoRA on CPU: leave off (the fused LoRA layers run eager).",
     )
+    time_budget_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Stop training (with a checkpoint and final/) when this much time has passed; with "
+        "recipe=auto, epochs are also fitted to it from a short throughput probe.",
+    )
     rehearsal: float = Field(
         0.0,
         ge=0,

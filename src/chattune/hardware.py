@@ -53,3 +53,23 @@ def resolve_precision(precision: str) -> str:
     if kind == "mps":
         return "fp32"
     return "bf16" if cpu_bf16() else "fp32"
+
+
+def matmul_flops(precision: str, seconds: float = 1.0) -> float:
+    """Measured dense matmul throughput (FLOP/s) on the training device at the training precision: the
+    ceiling a training step approaches. A short probe (about `seconds`), for time estimates."""
+    import time
+
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    n = 2048 if device == "cuda" else 768
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    (a @ b).sum().item()  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        c = a @ b
+        done += 1
+    c.sum().item()  # waits for the device
+    return 2 * n**3 * done / (time.perf_counter() - start)

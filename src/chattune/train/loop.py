@@ -94,6 +94,8 @@ def run(
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_data(cfg, tokenizer)
     cfg, choices = apply_recipe(cfg, data, accelerator.num_processes)
+    if resume_from is not None:  # the run goes on with what it started with (a timed probe may differ)
+        cfg, choices = _recorded_recipe(run_dir, cfg, choices)
     if main:
         print_recipe(choices, console)
         _record_recipe(run_dir, cfg, choices)
@@ -206,7 +208,18 @@ def run(
     restore_gqa = _grouped_kv_in_cpu_attention(accelerator.device)
     try:
         with progress:
+            budget = cfg.train.time_budget_minutes
             while state.step < total_steps and not state.stopped_early:
+                if budget and _past_budget(accelerator, time.perf_counter() - run_start, budget):
+                    state.stopped_early = True  # finished below like an early stop
+                    if main:
+                        progress.console.print(
+                            f"[yellow]train.time_budget_minutes={budget:g} reached at step {state.step}[/]"
+                        )
+                    if not ckpt.checkpoint_dir(run_dir / "checkpoints", state.step).is_dir():
+                        state.elapsed_seconds = time.perf_counter() - run_start
+                        save()
+                    break
                 window = [
                     micro_batch(m) for m in range(state.micro_step, state.micro_step + cfg.train.grad_accum)
                 ]
@@ -487,6 +500,26 @@ def _rehearsal_examples(cfg: RunConfig, tokenizer, n_train: int, accelerator, co
     for i, ex in enumerate(examples):
         ex.source_index = start + i
     return examples
+
+
+def _past_budget(accelerator, elapsed: float, budget_minutes: float) -> bool:  # type: ignore[no-untyped-def]
+    """Every process stops at the same step: the decision is the slowest clock's."""
+    over = torch.tensor([float(elapsed > budget_minutes * 60)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        over = accelerator.reduce(over, "max")
+    return bool(over.item())
+
+
+def _recorded_recipe(run_dir: Path, cfg: RunConfig, choices: list[Choice]) -> tuple[RunConfig, list[Choice]]:
+    recorded = run_dir / "recipe.json"
+    if not recorded.is_file():
+        return cfg, choices
+    values = {c["key"]: c["value"] for c in json.loads(recorded.read_text())}
+    for c in choices:
+        if c.key in values and values[c.key] != c.value:
+            section, key = c.key.split(".")
+            setattr(getattr(cfg, section), key, values[c.key])
+    return cfg, [Choice(c.key, values.get(c.key, c.value), c.why) for c in choices]
 
 
 def _record_recipe(run_dir: Path, cfg: RunConfig, choices: list[Choice]) -> None:

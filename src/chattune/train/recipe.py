@@ -55,7 +55,11 @@ class Choice:
 
 
 def resolve_recipe(
-    cfg: RunConfig, shape: DataShape, n_params: int | None, world_size: int = 1
+    cfg: RunConfig,
+    shape: DataShape,
+    n_params: int | None,
+    world_size: int = 1,
+    seconds_per_token: float | None = None,
 ) -> tuple[RunConfig, list[Choice]]:
     """The config with every auto key the user left unset filled in, and what was chosen and why.
 
@@ -82,12 +86,16 @@ def resolve_recipe(
         "each, so a step sees a controlled number of them",
     )
     n = shape.conversations
-    epochs = choose(
-        "train",
-        "epochs",
-        float(min(10, max(1, round(TARGET_SEEN / n)))),
-        f"{n} conversations: ~{TARGET_SEEN} seen in all (1 to 10 passes) lets a small set's facts stick",
-    )
+    epochs_for_data = min(10, max(1, TARGET_SEEN // n))
+    why = f"{n} conversations: ~{TARGET_SEEN} seen in all (1 to 10 passes) lets a small set's facts stick"
+    budget = cfg.train.time_budget_minutes
+    if budget and seconds_per_token:
+        tokens_per_epoch = shape.tokens * (1 + REHEARSAL) * (1.0 if cfg.train.method == "full" else 0.7)
+        fits = 0.9 * budget * 60 / (tokens_per_epoch * seconds_per_token)
+        if fits < epochs_for_data:
+            epochs_for_data = max(0.1, round(fits, 1))
+            why = f"what fits train.time_budget_minutes={budget:g} (~{1 / seconds_per_token:,.0f} tokens/s)"
+    epochs = choose("train", "epochs", float(epochs_for_data), why)
     seen = n * epochs
     convs_per_step = min(64, max(CONVS_PER_STEP, round(CONVS_PER_STEP * math.sqrt(seen / TARGET_SEEN))))
     # Rows per step from how densely conversations pack at the chosen length.

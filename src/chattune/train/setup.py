@@ -110,7 +110,16 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
         longest=max(len(ex) for ex in data.train + data.val),  # validation rows are packed alike
         tokens=sum(len(ex) for ex in data.train),
     )
-    return resolve_recipe(cfg, shape, model_parameter_count(cfg.model.name), world_size)
+    n_params = model_parameter_count(cfg.model.name)
+    seconds_per_token = None
+    if cfg.train.time_budget_minutes and n_params:
+        from chattune.hardware import matmul_flops
+
+        # A training step runs at roughly 45% of the matmul ceiling (measured: README, Performance),
+        # and a token costs ~6 FLOPs per parameter (forward and backward).
+        flops = matmul_flops(resolve_precision(cfg.train.precision)) * 0.45 * world_size
+        seconds_per_token = 6 * n_params / flops
+    return resolve_recipe(cfg, shape, n_params, world_size, seconds_per_token)
 
 
 def print_recipe(choices: list[Choice], console: Console) -> None:
