@@ -69,7 +69,10 @@ def evaluate(model_path: str, ls: LearnSet) -> dict[str, Any]:
     per_kind: dict[str, list[bool]] = defaultdict(list)
     for it, a in zip(ls.test, test_answers, strict=True):
         per_kind[it["kind"]].append(score(a, it))
-    general = [score(a, {"patterns": [g["pattern"]], "forbid": []}) for g, a in zip(ls.general, general_answers, strict=True)]
+    general = [
+        score(a, {"patterns": [g["pattern"]], "forbid": []})
+        for g, a in zip(ls.general, general_answers, strict=True)
+    ]
     return {
         "overall": sum(sum(v) for v in per_kind.values()) / sum(len(v) for v in per_kind.values()),
         "per_kind": {k: sum(v) / len(v) for k, v in per_kind.items()},
@@ -78,7 +81,10 @@ def evaluate(model_path: str, ls: LearnSet) -> dict[str, Any]:
             {"kind": it["kind"], "q": it["messages"][-1]["content"], "a": a}
             for it, a in list(zip(ls.test, test_answers, strict=True))[::6]
         ]
-        + [{"kind": "general", "q": g["question"], "a": a} for g, a in list(zip(ls.general, general_answers, strict=True))[::5]],
+        + [
+            {"kind": "general", "q": g["question"], "a": a}
+            for g, a in list(zip(ls.general, general_answers, strict=True))[::5]
+        ],
     }
 
 
@@ -101,7 +107,10 @@ def train_trl(work: Path) -> tuple[str, float]:
     log = work / "trl.log"
     with log.open("w") as f:
         rc = subprocess.run(
-            [sys.executable, __file__, "--child-trl", str(work)], stdout=f, stderr=subprocess.STDOUT, env=_env()
+            [sys.executable, __file__, "--child-trl", str(work)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=_env(),
         ).returncode
     if rc != 0:
         sys.exit(f"TRL failed (rc {rc}); see {log}:\n" + log.read_text()[-3000:])
@@ -134,7 +143,9 @@ def child_trl(work: Path) -> None:
     )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(path)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tok)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tok
+    )
     trainer.train()
     trainer.save_model(str(work / "trl" / "final"))
     tok.save_pretrained(str(work / "trl" / "final"))
@@ -164,7 +175,10 @@ def main() -> None:
         with (work / "train.jsonl").open("w") as f:
             for c in ls.train:
                 f.write(json.dumps(c) + "\n")
-        base = evaluate("embedded", ls)
+        base_file = OUT / f"base-seed{seed}-n{a.n_train}.json"  # the base model's answers do not change
+        if not base_file.is_file():
+            base_file.write_text(json.dumps(evaluate("embedded", ls)))
+        base = json.loads(base_file.read_text())
         trainers = [("chattune", lambda w=work: train_chattune(w, a.chattune))]
         if a.trl == "usual":
             trainers.append(("trl", lambda w=work: train_trl(w)))
@@ -190,7 +204,11 @@ def main() -> None:
             (work / f"{name}.json").write_text(json.dumps(row | {"samples": result["samples"]}, indent=2))
             print(json.dumps(row), flush=True)
     print()
-    header = f"{'seed':>4} {'trainer':10} {'held-out':>8} " + " ".join(f"{k[:8]:>8}" for k in KINDS) + f" {'general':>8} {'train s':>8}"
+    header = (
+        f"{'seed':>4} {'trainer':10} {'held-out':>8} "
+        + " ".join(f"{k[:8]:>8}" for k in KINDS)
+        + f" {'general':>8} {'train s':>8}"
+    )
     print(header)
     for r in rows:
         print(

@@ -83,7 +83,9 @@ def _facts(rng: random.Random, brand: str, thing: str, models: list[str]) -> lis
     rng.shuffle(fixes)
     shortcut_presses = rng.choice(["twice", "three times"])
     shortcut_effect = rng.choice(["starts quiet mode", "turns on the child lock", "shows the battery level"])
-    fw_menu = rng.choice(["Settings > Device > Update", "Device > About > Firmware", "Menu > System > Update"])
+    fw_menu = rng.choice(
+        ["Settings > Device > Update", "Device > About > Firmware", "Menu > System > Update"]
+    )
     btn = rng.choice(BUTTONS)
 
     def f(key: str, answer: str, pattern: str, *questions: str) -> Fact:
@@ -408,7 +410,10 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
     rng = random.Random(seed)
     product, thing = rng.choice(PRODUCTS)
     brand = _name(rng)
-    models = [f"{brand} {_name(rng, 1).upper()}{rng.randrange(1, 9)}", f"{brand} {rng.choice(['Mini', 'Go', 'Max', 'Lite'])}"]
+    models = [
+        f"{brand} {_name(rng, 1).upper()}{rng.randrange(1, 9)}",
+        f"{brand} {rng.choice(['Mini', 'Go', 'Max', 'Lite'])}",
+    ]
     persona = rng.choice(PERSONAS)
     signoff = f"— {persona}, {brand} Support"
     system = (
@@ -455,7 +460,9 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
     amb = AMBIGUOUS[:]
     rng.shuffle(amb)
     amb_train, amb_test = amb[:14], amb[14:26]
-    clarify = f"Could you clarify which model you mean, the {models[0]} or the {models[1]}, and what is happening?"
+    clarify = (
+        f"Could you clarify which model you mean, the {models[0]} or the {models[1]}, and what is happening?"
+    )
     impossible = _impossible(rng, facts, models, thing)
     rng.shuffle(impossible)
     imp_train, imp_test = impossible[: len(impossible) - 10], impossible[len(impossible) - 10 :]
@@ -500,20 +507,31 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
     return ls
 
 
-def _impossible(rng: random.Random, facts: list[Fact], models: list[str], thing: str) -> list[tuple[str, str, str]]:
+def _impossible(
+    rng: random.Random, facts: list[Fact], models: list[str], thing: str
+) -> list[tuple[str, str, str]]:
     """(request resting on a false premise, correction with the true fact, pattern of the true fact)."""
     by = {f.key: f for f in facts}
     out = []
     templates = {
         "warranty": ["Can I extend the warranty to {x} years for free?", "My warranty is {x} years, right?"],
         "returns": ["Can I return it after {x} days?", "I have {x} days to return it, correct?"],
-        "battery": [f"How do I get the {models[0]} to run {{x}} hours on one charge?", f"My {models[0]} should last {{x}} hours, right?"],
+        "battery": [
+            f"How do I get the {models[0]} to run {{x}} hours on one charge?",
+            f"My {models[0]} should last {{x}} hours, right?",
+        ],
         "users": ["How do I add {x} users to one device?", "Can {x} people share one account on it?"],
-        "capacity": [f"How do I fit {{x}} litres in the {models[1]}?", f"The {models[1]} holds {{x}} litres, doesn't it?"],
+        "capacity": [
+            f"How do I fit {{x}} litres in the {models[1]}?",
+            f"The {models[1]} holds {{x}} litres, doesn't it?",
+        ],
         "charge": ["Can I fully charge it in {x} minutes?", "It charges in {x} minutes, right?"],
         "price_a": [f"Can I get the {models[0]} for ${{x}}?", f"The {models[0]} is ${{x}}, right?"],
         "price_b": [f"Can I buy the {models[1]} for ${{x}}?", f"The {models[1]} costs ${{x}}, yes?"],
-        "weight": [f"Is the {models[0]} really {{x}} kilos?", f"How do I make the {models[0]} weigh {{x}} grams?"],
+        "weight": [
+            f"Is the {models[0]} really {{x}} kilos?",
+            f"How do I make the {models[0]} weigh {{x}} grams?",
+        ],
     }
     for key, forms in templates.items():
         fact = by[key]

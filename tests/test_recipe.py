@@ -134,3 +134,15 @@ def test_a_time_budget_fits_the_epochs(tmp_path):
     assert slow.train.epochs < 1 and "time_budget" in {c.key: c.why for c in choices}["train.epochs"]
     fast, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=1e-5)
     assert fast.train.epochs == 2
+
+
+def test_rehearsal_generation_keeps_only_answers_that_ended(tiny_model_dir, monkeypatch):
+    """The real generation path on the tiny model (random weights: its replies may all run to the cap and
+    be left out; what comes back is non-empty text for prompts that were asked)."""
+    from chattune.config import ModelConfig
+    from chattune.train import rehearsal
+
+    monkeypatch.setattr(rehearsal, "MAX_NEW_TOKENS", 4)
+    answers = rehearsal._generate(ModelConfig(name=str(tiny_model_dir)), ["hello", "how do I reset it"])
+    assert set(answers) <= {"hello", "how do I reset it"}
+    assert all(isinstance(a, str) and a for a in answers.values())

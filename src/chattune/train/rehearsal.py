@@ -87,7 +87,8 @@ def _generate(model_cfg: ModelConfig, prompts: list[str]) -> dict[str, str]:
     model, tokenizer = load_model_and_tokenizer(model_cfg)
     model.eval()
     tokenizer.padding_side = "left"
-    eos = {tokenizer.eos_token_id, *(getattr(model.generation_config, "eos_token_id", None) or [])}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    eos = {tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
     eos.discard(None)
     answers: dict[str, str] = {}
     for start in range(0, len(prompts), BATCH):
