@@ -260,7 +260,7 @@ def test_cli_prepare_and_inspect(tmp_path, tiny_model_dir):
     assert result.exit_code == 0, result.output
     for category in (
         "invalid_json",
-        "invalid_utf8",
+        "utf8_repaired",
         "unknown_role",
         "not_an_object",
         "ends_on_user",

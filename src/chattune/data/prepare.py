@@ -66,6 +66,7 @@ class Item:
     trained_tokens: int = 0  # assistant tokens the loss is computed on
     split: str | None = None
     copies: int = 1
+    flags: list[str] = field(default_factory=list)  # kept, but marked for review (scope.action: flag)
 
     @property
     def alive(self) -> bool:
@@ -113,6 +114,9 @@ class Stats:
         self.languages: Counter[str] = Counter()
         self.examples: dict[str, list[tuple[str, str]]] = defaultdict(list)
         self.tokens_before: list[int] = []
+        self.scope: dict[str, Any] = {}  # threshold, median, sigma, action, counts
+        self.scope_scores: Any = None  # numpy array of every scored conversation's scope score
+        self.scope_borderline: list[tuple[str, float, str]] = []  # (where, score, preview) by score
 
     def example(self, kind: str, before: str, after: str) -> None:
         if len(self.examples[kind]) < EXAMPLES_PER_FIX:
@@ -196,7 +200,7 @@ def ingest(cfg: PrepareConfig, stats: Stats, status: Any = None) -> list[Item]:
             if checked.reason:
                 item.drop(checked.reason, checked.detail)
                 continue
-            item.messages, item.meta, item.fixes = checked.messages, checked.meta, checked.fixes
+            item.messages, item.meta, item.fixes = checked.messages, checked.meta, rec.repairs + checked.fixes
     return items
 
 
@@ -286,14 +290,47 @@ def filter_noise(items: list[Item], cfg: PrepareConfig, stats: Stats, status: An
         if status is not None:
             status.update("scoring scope with all-MiniLM-L6-v2")
         alive = [it for it in items if it.alive]
-        texts = [clean.scope_text(it.messages) for it in alive]
-        scores = clean.ScopeScorer(cfg.scope).similarity(texts)
-        for it, text, score in zip(alive, texts, scores, strict=True):
-            if score < cfg.scope.min_similarity and not (keywords is not None and keywords.search(text)):
-                it.drop(
-                    "off_scope",
-                    f"similarity {score:.2f} to scope.description (min_similarity {cfg.scope.min_similarity})",
-                )
+        judge_scope(alive, cfg, stats, keywords)
+
+
+def judge_scope(
+    alive: list[Item], cfg: PrepareConfig, stats: Stats, keywords: re.Pattern[str] | None
+) -> None:
+    """Score every surviving conversation for scope, calibrate the threshold on those scores, and drop
+    (or flag) the ones below it; keep what the report shows: the histogram and the borderline records."""
+    texts = [clean.scope_text(it.messages) for it in alive]
+    sc = clean.score_scope(texts, cfg.scope)
+    how = (
+        f"median {sc.median:.2f} - {cfg.scope.mad_k:g} x sigma {sc.sigma:.3f}"
+        if sc.calibrated
+        else "scope.min_similarity"
+    )
+    below = []
+    for it, text, score in zip(alive, texts, sc.scores.tolist(), strict=True):
+        if score < sc.threshold and not (keywords is not None and keywords.search(text)):
+            below.append(it)
+            detail = f"scope score {score:.3f} below the threshold {sc.threshold:.3f} ({how})"
+            if cfg.scope.action == "drop":
+                it.drop("off_scope", detail)
+            else:
+                it.flags.append(f"off_scope: {detail}")
+    order = sorted(range(len(alive)), key=lambda i: float(sc.scores[i]))
+    cut = sum(float(sc.scores[i]) < sc.threshold for i in order)
+    n = cfg.scope.borderline
+    stats.scope = {
+        "threshold": round(sc.threshold, 4),
+        "calibrated": sc.calibrated,
+        "median": round(sc.median, 4),
+        "sigma": round(sc.sigma, 4),
+        "action": cfg.scope.action,
+        "below": len(below),
+        "scored": len(alive),
+    }
+    stats.scope_scores = sc.scores
+    stats.scope_borderline = [
+        (_where(alive[i].rec), float(sc.scores[i]), _preview(alive[i].messages))
+        for i in order[max(0, cut - n) : cut + n]
+    ]
 
 
 @dataclass(slots=True)
@@ -574,6 +611,8 @@ def write_outputs(
                 )
             if item.fixes:
                 entry["fixes"] = item.fixes
+            if item.flags:
+                entry["flags"] = item.flags
             ledger_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
     kept = [it for it in items if it.alive]
@@ -592,6 +631,8 @@ def write_outputs(
         "pii": dict(stats.pii),
         "glossary": dict(stats.glossary),
         "languages": dict(stats.languages.most_common()),
+        "scope": stats.scope,
+        "flagged": sum(bool(it.flags) for it in kept),
         "by_source": dict(Counter(it.rec.source for it in kept)),
         "duplicate_clusters": len(clusters),
         "leakage": leakage,
@@ -718,6 +759,7 @@ def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: 
             found, reason, detail = checked.categories, checked.reason, checked.detail
             if not reason:
                 items.append(Item(rec, checked.messages))
+        found = rec.repairs + found
         categories.update(found)
         for cat in found:
             first_errors.setdefault(

@@ -57,6 +57,17 @@ def write_report(
     ax.set(xlabel="tokens per conversation", ylabel="conversations", title="Token lengths")
     save("token_lengths", fig)
 
+    if stats.scope_scores is not None and len(stats.scope_scores):
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.hist(stats.scope_scores, bins=60, color="tab:blue")
+        th = stats.scope["threshold"]
+        ax.axvline(
+            th, color="tab:red", linestyle="--", label=f"threshold {th:.3f} ({stats.scope['below']} below)"
+        )
+        ax.set(xlabel="scope score", ylabel="conversations", title="Scope scores", yscale="log")
+        ax.legend()
+        save("scope", fig)
+
     for name, counter, title in (
         ("drops", result.drops, "Dropped records by reason"),
         ("fixes", result.fixes, "Fixed records by kind"),
@@ -135,6 +146,7 @@ def _html(
         ),
         table(list(s["pii"].items()), ("PII kind", "replaced")) if s["pii"] else "",
         table(list(s["glossary"].items()), ("glossary term", "replacements")) if s["glossary"] else "",
+        *_scope_section(stats, img),
         "<h2>Roles, turns, languages</h2>",
         img("roles"),
         img("turns"),
@@ -170,6 +182,32 @@ def _html(
             + "</table>"
         )
     return "\n".join(parts)
+
+
+def _scope_section(stats: Stats, img: Any) -> list[str]:
+    """The scope histogram and the records nearest the threshold on both sides, to judge it by eye."""
+    if not stats.scope:
+        return []
+    e = html.escape
+    sc = stats.scope
+    how = (
+        f"calibrated on this data: median {sc['median']:.3f} - k x sigma {sc['sigma']:.3f}"
+        if sc["calibrated"]
+        else "scope.min_similarity"
+    )
+    verb = "dropped" if sc["action"] == "drop" else "flagged for review (kept)"
+    rows = "".join(
+        f"<tr><td>{'below' if score < sc['threshold'] else 'above'}</td><td>{score:.3f}</td>"
+        f"<td>{e(where)}</td><td><pre>{e(preview)}</pre></td></tr>"
+        for where, score, preview in stats.scope_borderline
+    )
+    return [
+        "<h2>Scope</h2>",
+        f"<p>Threshold {sc['threshold']:.3f} ({e(how)}); {sc['below']} of {sc['scored']} conversations below it, {verb}.</p>",
+        img("scope"),
+        "<h3>Borderline records (nearest the threshold, both sides)</h3>",
+        f"<table><tr><th>side</th><th>score</th><th>record</th><th>text</th></tr>{rows}</table>",
+    ]
 
 
 def print_summary(result: PrepareResult, console: Console) -> None:
