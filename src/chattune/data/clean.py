@@ -11,8 +11,10 @@ records what changed in the ledger and counts it. Code spans and URLs are never 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from chattune.data.prepare_config import NoiseConfig, ScopeConfig, TextConfig
@@ -236,36 +238,73 @@ class ScopeScores:
     calibrated: bool
 
 
-def score_scope(texts: list[str], cfg: ScopeConfig) -> ScopeScores:
-    """Score conversations for scope and set the threshold from the scores themselves.
+class ScopeIndex:
+    """Scope scores of a stream of conversations, calibrated once all have been seen.
 
-    The score blends similarity to the description with similarity to the data's centroid; the
-    threshold is median - mad_k * sigma. Off-topic records are a small minority, so they sit in the
-    low tail and move neither the median nor the MAD; a description that misses part of the domain
-    lowers every in-domain score alike instead of cutting that part off (issue #15: a fixed 0.15
-    on the description alone dropped 46 in-domain records of 1,000).
+        index = ScopeIndex(cfg.scope, folder)
+        for texts in chunks: index.add(texts)      # embeds; the vectors wait on disk (float16)
+        sc = index.scores()                        # scores, threshold, median, sigma
+
+    The score blends similarity to the description with similarity to the data's own centroid; the
+    threshold is median - mad_k * sigma (sigma = 1.4826 * MAD). Off-topic records are a small minority,
+    so they sit in the low tail and move neither the median nor the MAD; a description that misses
+    part of the domain lowers every in-domain score alike instead of cutting that part off (issue #15:
+    a fixed 0.15 on the description alone dropped 46 in-domain records of 1,000). Vectors are kept on
+    disk because a million of them would take 1.5 GB of memory.
     """
-    import numpy as np
 
-    if not texts:
-        return ScopeScores(*(np.zeros(0, np.float32),) * 3, 0.0, 0.0, 0.0, cfg.min_similarity is None)
-    scorer = ScopeScorer(cfg)
-    emb = scorer.embed(texts)
-    desc = (emb @ scorer.anchors.T).max(axis=1)
-    # Centroid of all, then of the 90% nearest to it: the off-topic tail does not pull it.
-    centroid = emb.mean(axis=0)
-    near = emb @ (centroid / np.linalg.norm(centroid))
-    centroid = emb[near >= np.quantile(near, 0.1)].mean(axis=0)
-    cent = emb @ (centroid / np.linalg.norm(centroid))
-    w = cfg.centroid_weight
-    scores = ((1 - w) * desc + w * cent).astype(np.float32)
-    median = float(np.median(scores)) if len(scores) else 0.0
-    sigma = float(1.4826 * np.median(np.abs(scores - median))) if len(scores) else 0.0
-    if cfg.min_similarity is not None:
-        threshold, calibrated = cfg.min_similarity, False
-    else:
-        threshold, calibrated = median - cfg.mad_k * sigma, True
-    return ScopeScores(scores, desc, cent, threshold, median, sigma, calibrated)
+    def __init__(self, cfg: ScopeConfig, folder: Path):
+        self.cfg = cfg
+        self.scorer = ScopeScorer(cfg)
+        self.folder = folder
+        self.parts: list[Path] = []
+        self.desc: list[Any] = []
+
+    def add(self, texts: list[str]) -> None:
+        if not texts:
+            return
+        import numpy as np
+
+        emb = self.scorer.embed(texts)
+        self.desc.append((emb @ self.scorer.anchors.T).max(axis=1))
+        path = self.folder / f"scope-{len(self.parts)}.npy"
+        np.save(path, emb.astype(np.float16))
+        self.parts.append(path)
+
+    def _vectors(self) -> Iterator[Any]:
+        import numpy as np
+
+        for path in self.parts:
+            yield np.load(path).astype(np.float32)
+
+    def scores(self) -> ScopeScores:
+        import numpy as np
+
+        cfg = self.cfg
+        if not self.desc:
+            empty = np.zeros(0, np.float32)
+            return ScopeScores(
+                empty, empty, empty, cfg.min_similarity or 0.0, 0.0, 0.0, cfg.min_similarity is None
+            )
+        desc = np.concatenate(self.desc)
+        # Centroid of all, then of the 90% nearest to it: the off-topic tail does not pull it.
+        centroid = sum(v.sum(axis=0) for v in self._vectors())
+        near = np.concatenate([v @ (centroid / np.linalg.norm(centroid)) for v in self._vectors()])
+        cut = np.quantile(near, 0.1)
+        centroid, start = np.zeros_like(centroid), 0
+        for v in self._vectors():
+            centroid += v[near[start : start + len(v)] >= cut].sum(axis=0)
+            start += len(v)
+        cent = np.concatenate([v @ (centroid / np.linalg.norm(centroid)) for v in self._vectors()])
+        w = cfg.centroid_weight
+        scores = ((1 - w) * desc + w * cent).astype(np.float32)
+        median = float(np.median(scores))
+        sigma = float(1.4826 * np.median(np.abs(scores - median)))
+        if cfg.min_similarity is not None:
+            threshold, calibrated = cfg.min_similarity, False
+        else:
+            threshold, calibrated = median - cfg.mad_k * sigma, True
+        return ScopeScores(scores, desc, cent, threshold, median, sigma, calibrated)
 
 
 class ScopeScorer:
