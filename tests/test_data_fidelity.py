@@ -110,3 +110,19 @@ def test_scope_flag_keeps_records_and_reports_the_threshold(tmp_path, tiny_token
     html = (tmp_path / "out/report.html").read_text()
     assert "Borderline records" in html and "above" in html and "below" in html
     assert (tmp_path / "out/plots/scope.png").is_file()
+
+
+def test_calibrated_threshold_finds_the_gap_or_falls_back():
+    import numpy as np
+
+    from chattune.data.clean import calibrated_threshold
+
+    rng = np.random.default_rng(0)
+    bulk = rng.normal(0.6, 0.06, 1000)
+    for off in (rng.uniform(0.05, 0.15, 30), np.zeros(0)):
+        scores = np.concatenate([bulk, off])
+        median = float(np.median(scores))
+        sigma = float(1.4826 * np.median(np.abs(scores - median)))
+        threshold, how = calibrated_threshold(scores, median, sigma, 6.0)
+        assert (off < threshold).all() and (bulk < threshold).mean() <= 0.005, how
+        assert ("gap" in how) == bool(len(off))

@@ -592,6 +592,7 @@ def scope_verdicts(cfg: PrepareConfig, first: FirstPass, stats: Stats, spool: Pa
     stats.scope = {
         "threshold": round(sc.threshold, 4),
         "calibrated": sc.calibrated,
+        "how": sc.how,
         "median": round(sc.median, 4),
         "sigma": round(sc.sigma, 4),
         "action": cfg.scope.action,
@@ -629,13 +630,7 @@ def second_pass(
     stats.tokens_before = array("i", first.alive_tokens.tolist())
     limit = outlier_limit(first.alive_tokens, cfg)
     eot = end_of_turn_ids(tokenizer) if cfg.roundtrip else set()
-    how = ""
-    if scope is not None:
-        how = (
-            f"median {scope.median:.2f} - {cfg.scope.mad_k:g} x sigma {scope.sigma:.3f}"
-            if scope.calibrated
-            else "scope.min_similarity"
-        )
+    how = scope.how if scope is not None else ""
     borderline = stats.scope_borderline_keys
     found_borderline: list[tuple[str, float, str]] = []
     alive_i = 0

@@ -128,14 +128,15 @@ class ScopeConfig(Section):
         None,
         ge=-1,
         le=1,
-        description="A fixed threshold on the scope score. Unset (recommended): calibrated on the data set itself, "
-        "median - mad_k * robust sigma of the scores, since a fixed similarity does not hold across data sets.",
+        description="A fixed threshold on the scope score. Unset (recommended): calibrated on the data set itself "
+        "(the widest gap in the low tail of the scores, else median - mad_k robust sigmas), since a fixed "
+        "similarity does not hold across data sets.",
     )
     mad_k: float = Field(
         6.0,
         gt=0,
-        description="Calibrated threshold: how many robust standard deviations (1.4826 * MAD) below the median "
-        "score a conversation must fall to be off scope.",
+        description="Calibrated threshold when the scores show no gap: how many robust standard deviations "
+        "(1.4826 * MAD) below the median a conversation must fall to be off scope.",
     )
     centroid_weight: float = Field(
         0.5,

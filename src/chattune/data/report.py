@@ -167,11 +167,7 @@ def _scope_section(stats: Stats, img: Any) -> list[str]:
         return []
     e = html.escape
     sc = stats.scope
-    how = (
-        f"calibrated on this data: median {sc['median']:.3f} - k x sigma {sc['sigma']:.3f}"
-        if sc["calibrated"]
-        else "scope.min_similarity"
-    )
+    how = f"calibrated on this data: {sc['how']}" if sc["calibrated"] else sc["how"]
     verb = "dropped" if sc["action"] == "drop" else "flagged for review (kept)"
     rows = "".join(
         f"<tr><td>{'below' if score < sc['threshold'] else 'above'}</td><td>{score:.3f}</td>"
