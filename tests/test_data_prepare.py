@@ -171,9 +171,9 @@ def test_weights_and_split_are_seeded_and_stratified(tmp_path, tiny_tokenizer):
 
 
 def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, tiny_tokenizer, monkeypatch):
-    """The messy set is smaller than one chunk, so `prepared` runs in-process; here every stage is
-    forced through forked workers (chunks of 3 records) and must write byte-identical files."""
-    from chattune.data import parallel
+    """The messy set is smaller than one chunk; here records stream through forked workers in chunks
+    of 3 and every file must be byte-identical to the one-process run."""
+    from chattune.data import parallel, prepare
 
     root = tmp_path / "messy"
     build_messy.build(root)
@@ -184,7 +184,7 @@ def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, tiny_to
         max_length=512,
     )
     monkeypatch.setattr(parallel, "MAX_WORKERS", 8)
-    monkeypatch.setattr(parallel, "CHUNK", 3)
+    monkeypatch.setattr(prepare, "CHUNK", 3)
     monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)
     calls = []
     real_pool = parallel.multiprocessing.get_context("fork").Pool
@@ -199,7 +199,7 @@ def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, tiny_to
         tiny_tokenizer,
         max_length=512,
     )
-    assert len(calls) >= 5  # clean, noise, tokens, dedupe, leakage
+    assert calls == [2]  # one pool for the whole run
     for name in ("train.jsonl", "val.jsonl", "ledger.jsonl", "quarantine.jsonl", "stats.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes(), name
 
@@ -260,7 +260,7 @@ def test_cli_prepare_and_inspect(tmp_path, tiny_model_dir):
     assert result.exit_code == 0, result.output
     for category in (
         "invalid_json",
-        "invalid_utf8",
+        "utf8_repaired",
         "unknown_role",
         "not_an_object",
         "ends_on_user",

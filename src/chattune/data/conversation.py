@@ -19,6 +19,26 @@ from chattune.errors import DataError
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+# Speaker names other tools write (ShareGPT's human/gpt, chat UIs' bot/AI/model, any case) and the role
+# each means. Validation maps them and records the fix; a name not here is an unknown role.
+ROLE_ALIASES = {
+    "human": "user",
+    "user": "user",
+    "prompter": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "bot": "assistant",
+    "ai": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "function_call": "assistant",
+    "system": "system",
+    "function": "tool",
+    "function_response": "tool",
+    "observation": "tool",
+    "tool": "tool",
+}
 
 
 class Message(BaseModel):

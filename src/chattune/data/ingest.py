@@ -15,34 +15,20 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chattune.data.conversation import ROLE_ALIASES
 from chattune.data.prepare_config import ColumnMap, SourceConfig
 from chattune.errors import DataError
 
-# ShareGPT speakers and the role each means. Anything else is passed through and counted as an
+# ShareGPT speakers and the role each means; anything else is passed through and counted as an
 # unknown role by validation.
-SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "prompter": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "bot": "assistant",
-    "model": "assistant",
-    "chatgpt": "assistant",
-    "bard": "assistant",
-    "function_call": "assistant",
-    "system": "system",
-    "function": "tool",
-    "function_response": "tool",
-    "observation": "tool",
-    "tool": "tool",
-}
+SHAREGPT_ROLES = ROLE_ALIASES
 EXPECTED = "OpenAI messages, ShareGPT or Alpaca JSON/JSONL, CSV/TSV, Parquet, or a datasets folder"
 
 
@@ -56,6 +42,7 @@ class RawRecord:
     obj: dict[str, Any] | None = None  # OpenAI-shaped record, or None when it could not be decoded
     error: str | None = None  # validation category when obj is None and the record is not even JSON
     detail: str = ""
+    repairs: list[str] = field(default_factory=list)  # fixes made while reading (ledger names)
 
     @property
     def where(self) -> dict[str, Any]:
@@ -119,35 +106,75 @@ def _iter_jsonl(path: Path, src: SourceConfig) -> Iterator[RawRecord]:
             rec = RawRecord(src.name, str(path), lineno, "line", None)
             try:
                 text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                rec.raw = line.decode("utf-8", errors="backslashreplace").rstrip("\n")
-                rec.error, rec.detail = "invalid_utf8", f"invalid UTF-8 at byte {e.start}"
-                yield rec
-                continue
-            rec.raw = text.rstrip("\n")
+                damaged = False
+            except UnicodeDecodeError:
+                # Damaged bytes become lone surrogates; they are removed from the decoded strings below.
+                text, damaged = line.decode("utf-8", errors="surrogateescape"), True
+            rec.raw = _printable(text.rstrip("\n")) if damaged else text.rstrip("\n")
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as e:
-                rec.error, rec.detail = "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})"
+                if damaged:
+                    rec.error, rec.detail = "invalid_utf8", "invalid UTF-8 where the JSON syntax should be"
+                else:
+                    rec.error, rec.detail = "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})"
+                yield rec
+                continue
+            if damaged and (value := _recover(rec, value)) is None:
                 yield rec
                 continue
             _convert(rec, value, src)
             yield rec
 
 
+_SURROGATES = re.compile("[\udc80-\udcff]+")
+# A record keeps its text when its undecodable bytes are at most this share of its decoded characters;
+# beyond that it is mostly binary damage and what is left would not read as the original.
+MAX_DAMAGED_SHARE = 0.25
+
+
+def _recover(rec: RawRecord, value: Any) -> Any:
+    """The value with undecodable bytes (surrogate-escaped) removed from its strings and the repair
+    recorded; None (and rec.error set) when too little text is left."""
+    removed = 0
+    chars = 0
+
+    def strip(v: Any) -> Any:
+        nonlocal removed, chars
+        if isinstance(v, str):
+            clean, n = _SURROGATES.subn(lambda m: "", v)
+            if n:
+                removed += len(v) - len(clean)
+            chars += len(clean)
+            return clean
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        if isinstance(v, dict):
+            return {strip(k): strip(x) for k, x in v.items()}
+        return v
+
+    value = strip(value)
+    if not removed:
+        return value
+    rec.raw = _printable(rec.raw)
+    if removed > MAX_DAMAGED_SHARE * chars:
+        rec.error = "invalid_utf8"
+        rec.detail = f"{removed} undecodable bytes against {chars} readable characters: too little text left"
+        return None
+    rec.repairs.append("utf8_repaired")
+    return value
+
+
 def _iter_json_document(path: Path, src: SourceConfig) -> Iterator[RawRecord]:
     # A JSON array has no lines to resume from, so one syntax error does fail the file (with its position).
     try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"invalid UTF-8 at byte {e.start}; a JSON array cannot be read around it", file=str(path)
-        ) from None
+        data = json.loads(path.read_bytes().decode("utf-8-sig", errors="surrogateescape"))
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
     for i, value in enumerate(data):
         rec = RawRecord(src.name, str(path), i, "index", value)
-        _convert(rec, value, src)
+        if (value := _recover(rec, value)) is not None:
+            _convert(rec, value, src)
         yield rec
 
 
@@ -170,18 +197,19 @@ def _iter_csv(path: Path, src: SourceConfig, delimiter: str) -> Iterator[RawReco
         for row in reader:
             rec = RawRecord(src.name, str(path), start, "line", None)
             start = reader.line_num + 1
-            bad = next((v for v in row.values() if isinstance(v, str) and _has_surrogates(v)), None)
-            if bad is not None:
+            if any(isinstance(v, str) and _has_surrogates(v) for v in row.values()):
                 rec.raw = {k: _printable(v) for k, v in row.items()}
-                rec.error, rec.detail = "invalid_utf8", "invalid UTF-8 in the row"
-            elif None in row:
+                if (row := _recover(rec, row)) is None:
+                    yield rec
+                    continue
+            if None in row:
                 rec.raw = row
                 rec.error, rec.detail = (
                     "malformed_row",
                     f"{len(header) + len(row[None])} fields, header has {len(header)}",
                 )
             else:
-                rec.raw = row
+                rec.raw = rec.raw or row
                 rec.obj = _from_columns(row, cols)
             yield rec
 
@@ -195,8 +223,13 @@ def _has_surrogates(text: str) -> bool:
 
 
 def _printable(value: Any) -> Any:
+    """The value with undecodable bytes written as \\xNN escapes, for the quarantine file."""
     if isinstance(value, str):
         return value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+    if isinstance(value, list):
+        return [_printable(x) for x in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(x) for k, x in value.items()}
     return value
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -61,3 +62,62 @@ def _run_chunk(start: int) -> list[Any]:
     assert _TASK is not None, "parallel_map's workers run only inside parallel_map"
     fn, inputs, chunk = _TASK
     return [fn(x) for x in inputs[start : start + chunk]]
+
+
+class WorkerPool:
+    """Forked workers that live for a whole run and take chunks from an iterator, a few at a time.
+
+        with WorkerPool(process_chunk) as pool:
+            for results in pool.imap(chunks):     # in input order
+                ...
+
+    The function (and whatever it closes over: config, tokenizer) is inherited at fork, before the run
+    builds anything large, so the workers stay small; chunks go out and results come back pickled.
+    `multiprocessing.Pool.imap` would read the whole input iterator ahead on its own thread, so a
+    streamed run would hold every record at once; here at most `2 x workers` chunks are in flight.
+    With one core or no fork it runs in this process.
+    """
+
+    def __init__(self, fn: Callable[[Any], Any]):
+        self.fn = fn
+        self.workers = min(os.cpu_count() or 1, MAX_WORKERS)
+        self.pool: Any = None
+
+    def __enter__(self) -> WorkerPool:
+        global _TASK
+        if self.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            _TASK = (self.fn, (), 0)
+            try:
+                self.pool = multiprocessing.get_context("fork").Pool(self.workers)
+            finally:
+                _TASK = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.terminate() if exc[0] is not None else self.pool.close()
+            self.pool.join()
+
+    def imap(self, chunks: Iterator[Any]) -> Iterator[Any]:
+        if self.pool is None:
+            yield from map(self.fn, chunks)
+            return
+        pending: deque[Any] = deque()
+        for chunk in chunks:
+            pending.append(self.pool.apply_async(_call_fn, (chunk,)))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+_WORKER_FN: Callable[[Any], Any] | None = None
+
+
+def _call_fn(chunk: Any) -> Any:
+    # In a worker forked by WorkerPool, _TASK was set at fork time; keep it for every later call.
+    global _WORKER_FN
+    if _WORKER_FN is None:
+        assert _TASK is not None, "WorkerPool's function runs only in its workers"
+        _WORKER_FN = _TASK[0]
+    return _WORKER_FN(chunk)

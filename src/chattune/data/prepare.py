@@ -19,22 +19,27 @@ report.html and plots/*.png.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import re
+import tempfile
 import time
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from chattune.data import clean
 from chattune.data.conversation import Conversation, Message
 from chattune.data.dedupe import DuplicateFinder, normalised_text, text_hash
 from chattune.data.glossary import Glossary
 from chattune.data.ingest import RawRecord, iter_source
-from chattune.data.parallel import parallel_map, parallel_map_batches
+from chattune.data.parallel import WorkerPool, parallel_map_batches
 from chattune.data.pii import redact
 from chattune.data.prepare_config import PrepareConfig
 from chattune.data.tokenize import ChatRenderer, render_segments, token_ids
@@ -66,6 +71,7 @@ class Item:
     trained_tokens: int = 0  # assistant tokens the loss is computed on
     split: str | None = None
     copies: int = 1
+    flags: list[str] = field(default_factory=list)  # kept, but marked for review (scope.action: flag)
 
     @property
     def alive(self) -> bool:
@@ -104,7 +110,8 @@ class PrepareResult:
 
 
 class Stats:
-    """Counters the report draws from."""
+    """Counters and per-record figures the summary and the report draw from. Figures kept per record
+    are numpy-compatible arrays of small ints, so a million conversations cost a few MB here."""
 
     def __init__(self) -> None:
         self.categories: Counter[str] = Counter()
@@ -112,11 +119,48 @@ class Stats:
         self.glossary: Counter[str] = Counter()
         self.languages: Counter[str] = Counter()
         self.examples: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        self.tokens_before: list[int] = []
+        self.tokens_before: array[int] = array("i")  # every conversation that reached the length check
+        self.scope: dict[str, Any] = {}  # threshold, median, sigma, action, counts
+        self.scope_scores: Any = None  # numpy array of every scored conversation's scope score
+        self.scope_borderline: list[tuple[str, float, str]] = []  # (where, score, preview) by score
+        self.scope_borderline_keys: dict[int, float] = {}  # record key -> score, nearest the threshold
+        # (kept record, duplicates, its first message, some duplicates) of the largest clusters
+        self.top_clusters: list[tuple[str, int, str, str]] = []
+        self.tokens_after: array[int] = array("i")  # kept conversations
+        self.kept_roles: Counter[str] = Counter()
+        self.kept_turns: Counter[int] = Counter()
 
     def example(self, kind: str, before: str, after: str) -> None:
         if len(self.examples[kind]) < EXAMPLES_PER_FIX:
             self.examples[kind].append((before[:EXAMPLE_CHARS], after[:EXAMPLE_CHARS]))
+
+
+@dataclass(slots=True)
+class Record:
+    """One input record after the per-record stages; one row of the spool files between passes."""
+
+    key: int  # source number << 40 | line or index: where it came from, in 8 bytes
+    raw: Any  # what was read, for the quarantine file
+    reason: str | None = None  # set when dropped
+    detail: str = ""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # kept, but marked for review (scope.action: flag)
+    tokens: int = 0  # whole rendered conversation
+    trained: int = 0  # assistant tokens the loss is computed on
+    exact: bytes | None = None  # dedupe signature: hash of the normalised text
+    sketch: Any = None  # dedupe signature: MinHash values (uint16)
+    prompt: bytes = b""  # hash of the first user prompt (leakage check)
+    dup_of: int | None = None  # key of the kept record this one duplicates
+    split: str | None = None
+    copies: int = 1
+
+    @property
+    def alive(self) -> bool:
+        return self.reason is None
+
+    def drop(self, reason: str, detail: str = "") -> None:
+        self.reason, self.detail = reason, detail
 
 
 def run(
@@ -128,38 +172,40 @@ def run(
     n_params: int | None = None,
     console: Console | None = None,
 ) -> PrepareResult:
-    """Prepare every source in `cfg` and write the outputs; see the module docstring for the stages."""
+    """Prepare every source in `cfg` and write the outputs; see the module docstring for the stages.
+
+    Records stream through three passes, a chunk at a time, so memory does not grow with the data:
+    1. read, validate, clean, filter and render each record (forked workers), spooled to disk;
+    2. drop by the thresholds only the whole set can give (scope, length outliers), then dedupe in
+       source order, so the member a cluster keeps is one that survived every other filter;
+    3. split, and write train/val, the ledger and the quarantine file in input order.
+    """
     from rich.console import Console
 
     console = console or Console(quiet=True)
     stats = Stats()
     timer = _StageTimer()
-    with console.status("reading sources") as status:
-        with timer("ingest"):
-            items = ingest(cfg, stats, status)
-        status.update(f"cleaning {len(items):,} records")
-        with timer("clean"):
-            clean_text(items, cfg, stats)
-        with timer("noise"):
-            filter_noise(items, cfg, stats, status)
-        status.update("rendering with the chat template")
-        with timer("tokens"):
-            measure_tokens([it for it in items if it.alive], tokenizer, check=cfg.roundtrip)
-            handle_outliers(items, cfg, tokenizer, stats)
-        status.update("finding duplicates")
+    out = cfg.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    finder = DuplicateFinder(cfg.dedupe) if cfg.dedupe.exact or cfg.dedupe.near else None
+    sources = Sources(cfg)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".spool-") as tmp, console.status("reading") as status:
+        spool = Path(tmp)
+        with timer("read_clean_tokens"):
+            first = first_pass(cfg, tokenizer, finder, sources, stats, spool / "1", status)
+        with timer("scope"):
+            scope = scope_verdicts(cfg, first, stats, spool) if first.scope is not None else None
         with timer("dedupe"):
-            clusters = dedupe(items, cfg)
-        with timer("split"):
-            split(items, cfg)
-            leakage = find_leakage(items)
-        status.update("writing outputs")
+            status.update("finding duplicates")
+            second = second_pass(cfg, tokenizer, finder, sources, first, scope, stats, spool)
         with timer("write"):
-            result = write_outputs(items, cfg, stats, clusters, leakage, max_length, epochs, n_params)
+            status.update("writing outputs")
+            result = write_outputs(cfg, sources, second, stats, spool / "2", max_length, epochs, n_params)
     if cfg.report:
         from chattune.data.report import write_report
 
         with timer("report"):
-            write_report(cfg.output_dir, items, result, stats, clusters)
+            write_report(out, result, stats)
     result.stats["seconds"] = timer.seconds
     return result
 
@@ -175,49 +221,194 @@ class _StageTimer:
         self.seconds[name] = round(time.perf_counter() - t0, 2)
 
 
+class Sources:
+    """Record keys (source number and line/index in 8 bytes) and the ledger's `where` for each."""
+
+    def __init__(self, cfg: PrepareConfig):
+        self.cfg = cfg
+        self.files: list[str] = [str(s.path) for s in cfg.sources]
+        self.names: list[str] = [s.name for s in cfg.sources]
+        self.loc_kind: list[str] = ["line"] * len(cfg.sources)
+
+    @staticmethod
+    def key(source: int, loc: int) -> int:
+        return source << 40 | loc
+
+    def where(self, key: int) -> dict[str, Any]:
+        s, loc = key >> 40, key & (1 << 40) - 1
+        return {"source": self.names[s], "file": self.files[s], self.loc_kind[s]: loc}
+
+    def text(self, key: int) -> str:
+        s, loc = key >> 40, key & (1 << 40) - 1
+        return f"{self.files[s]}:{loc}" if self.loc_kind[s] == "line" else f"{self.files[s]}[{loc}]"
+
+    def read(self) -> Iterator[tuple[int, RawRecord]]:
+        for i, src in enumerate(self.cfg.sources):
+            for rec in iter_source(src):
+                self.files[i], self.loc_kind[i] = rec.file, rec.loc_kind
+                yield self.key(i, rec.loc), rec
+
+
+def _spool_write(fh: Any, rows: list[Record]) -> None:
+    pickle.dump(rows, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _spool_read(path: Path) -> Iterator[list[Record]]:
+    # Our own temporary file, written by this run: pickle is safe here and ~5x faster than JSON.
+    with path.open("rb") as fh:
+        while True:
+            try:
+                yield pickle.load(fh)
+            except EOFError:
+                return
+
+
 # ----------------------------------------------------------------------------------------------------
-# 1. ingest + validate
+# pass 1: ingest + validate, text repairs, noise, tokens, signatures (per record, in workers)
 
 
-def ingest(cfg: PrepareConfig, stats: Stats, status: Any = None) -> list[Item]:
-    items: list[Item] = []
-    for src in cfg.sources:
-        for rec in iter_source(src):
-            item = Item(rec)
-            items.append(item)
-            if status is not None and len(items) % 10_000 == 0:
-                status.update(f"reading sources: {len(items):,} records")
-            if rec.error:
-                stats.categories[rec.error] += 1
-                item.drop(rec.error, rec.detail)
-                continue
-            checked = check_record(rec.obj)
-            stats.categories.update(checked.categories)
-            if checked.reason:
-                item.drop(checked.reason, checked.detail)
-                continue
-            item.messages, item.meta, item.fixes = checked.messages, checked.meta, checked.fixes
-    return items
+@dataclass
+class FirstPass:
+    n_input: int
+    alive_tokens: Any  # numpy int32: tokens of each record alive after pass 1, in order
+    scope: clean.ScopeIndex | None  # embeddings of the same records, when scope.description is set
+    alive_keys: Any = None  # numpy int64 keys of those records (for the report's borderline list)
 
 
-# ----------------------------------------------------------------------------------------------------
-# 2. text repairs, PII, glossary
-
-
-def clean_text(items: list[Item], cfg: PrepareConfig, stats: Stats) -> None:
+def first_pass(
+    cfg: PrepareConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    finder: DuplicateFinder | None,
+    sources: Sources,
+    stats: Stats,
+    path: Path,
+    status: Any,
+) -> FirstPass:
     glossary = Glossary(cfg.glossary.terms) if cfg.glossary.terms else None
-    alive = [it for it in items if it.alive]
-    results = parallel_map(lambda it: clean_messages(it.messages, cfg, glossary), alive)
-    for item, cleaned in zip(alive, results, strict=True):
-        if cleaned is None:
+    keywords = clean.keyword_pattern(cfg.scope.keywords)
+    eot = end_of_turn_ids(tokenizer) if cfg.roundtrip else set()
+
+    def work(chunk: list[tuple[Any, str | None, str, list[str]]]) -> ChunkResult:
+        return process_chunk(chunk, cfg, glossary, keywords, tokenizer, eot, finder)
+
+    scope = clean.ScopeIndex(cfg.scope, path.parent) if cfg.scope.description else None
+    in_flight: deque[list[tuple[int, RawRecord]]] = deque()
+
+    def payloads() -> Iterator[list[tuple[Any, str | None, str, list[str]]]]:
+        for chunk in _chunks(sources.read(), CHUNK):
+            in_flight.append(chunk)
+            yield [(rec.obj, rec.error, rec.detail, rec.repairs) for _, rec in chunk]
+
+    n = 0
+    tokens, keys = array("i"), array("q")
+    with WorkerPool(work) as pool, path.open("wb") as fh:
+        for result in pool.imap(payloads()):
+            chunk = in_flight.popleft()
+            stats.categories.update(result.categories)
+            stats.pii.update(result.pii)
+            stats.glossary.update(result.glossary)
+            stats.languages.update(result.languages)
+            for kind, before, after in result.examples:
+                stats.example(kind, before, after)
+            alive = []
+            for (key, rec), row in zip(chunk, result.records, strict=True):
+                row.key, row.raw = key, rec.raw
+                if row.alive:
+                    alive.append(row)
+            tokens.extend(r.tokens for r in alive)
+            keys.extend(r.key for r in alive)
+            if scope is not None:
+                scope.add([clean.scope_text(r.messages) for r in alive])
+            _spool_write(fh, result.records)
+            n += len(chunk)
+            status.update(f"reading, cleaning, rendering: {n:,} records")
+    return FirstPass(n, np.frombuffer(tokens, dtype=np.int32), scope, np.frombuffer(keys, dtype=np.int64))
+
+
+CHUNK = 2000  # records per worker task: large enough to amortise pickling, small enough to stream
+
+
+def _chunks(it: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    buf: list[Any] = []
+    for x in it:
+        buf.append(x)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+@dataclass
+class ChunkResult:
+    records: list[Record]
+    categories: Counter[str] = field(default_factory=Counter)
+    pii: Counter[str] = field(default_factory=Counter)
+    glossary: Counter[str] = field(default_factory=Counter)
+    languages: Counter[str] = field(default_factory=Counter)
+    examples: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def process_chunk(
+    chunk: list[tuple[Any, str | None, str, list[str]]],
+    cfg: PrepareConfig,
+    glossary: Glossary | None,
+    keywords: re.Pattern[str] | None,
+    tokenizer: PreTrainedTokenizerBase,
+    eot: set[int],
+    finder: DuplicateFinder | None,
+) -> ChunkResult:
+    """Every per-record stage for a chunk of (decoded record, read error, detail, repairs), in order:
+    validate, text repairs + PII + glossary, noise/language/keywords, render and count tokens, and the
+    dedupe and leakage signatures. Pure: runs in a worker process."""
+    res = ChunkResult([])
+    for obj, error, detail, repairs in chunk:
+        row = Record(0, None)
+        res.records.append(row)
+        if error:
+            res.categories[error] += 1
+            row.drop(error, detail)
             continue
-        for m, text in zip(item.messages, cleaned.contents, strict=True):
-            m["content"] = text
-        item.fixes += cleaned.fixes
-        stats.pii.update(cleaned.pii)
-        stats.glossary.update(cleaned.glossary)
-        for kind, before, after in cleaned.examples:
-            stats.example(kind, before, after)
+        checked = check_record(obj)
+        res.categories.update(repairs + checked.categories)
+        if checked.reason:
+            row.drop(checked.reason, checked.detail)
+            continue
+        row.messages, row.fixes = checked.messages, repairs + checked.fixes
+        cleaned = clean_messages(row.messages, cfg, glossary)
+        if cleaned is not None:
+            for m, text in zip(row.messages, cleaned.contents, strict=True):
+                m["content"] = text
+            row.fixes += cleaned.fixes
+            res.pii.update(cleaned.pii)
+            res.glossary.update(cleaned.glossary)
+            res.examples += cleaned.examples
+        verdict = noise_verdict(row.messages, cfg, keywords)
+        if verdict.messages is not None:
+            row.messages = verdict.messages
+            row.fixes.append("dropped_empty_turns")
+        if verdict.language is not None:
+            res.languages[verdict.language] += 1
+        if verdict.drop is not None:
+            row.drop(*verdict.drop)
+    alive = [r for r in res.records if r.alive]
+    if alive:
+        measured = _measure_batch([r.messages for r in alive], tokenizer, cfg.roundtrip, eot)
+        for row, (tokens, trained, problem) in zip(alive, measured, strict=True):
+            row.tokens, row.trained = tokens, trained
+            if problem:
+                row.drop("roundtrip_failed", problem)
+            else:
+                sign(row, finder)
+    return res
+
+
+def sign(row: Record, finder: DuplicateFinder | None) -> None:
+    """Dedupe and leakage signatures of a record's (final) messages."""
+    if finder is not None:
+        row.exact, row.sketch = finder.signature(row.messages)
+    prompt = next((m for m in row.messages if m["role"] == "user"), {"role": "user", "content": ""})
+    row.prompt = text_hash(normalised_text([prompt]))
 
 
 @dataclass(slots=True)
@@ -264,36 +455,6 @@ def clean_messages(
     if not fixes:
         return None
     return Cleaned(contents, sorted(fixes), pii, terms, examples)
-
-
-# ----------------------------------------------------------------------------------------------------
-# 3. noise, language, scope
-
-
-def filter_noise(items: list[Item], cfg: PrepareConfig, stats: Stats, status: Any = None) -> None:
-    keywords = clean.keyword_pattern(cfg.scope.keywords)
-    alive = [it for it in items if it.alive]
-    verdicts = parallel_map(lambda it: noise_verdict(it.messages, cfg, keywords), alive)
-    for item, verdict in zip(alive, verdicts, strict=True):
-        if verdict.messages is not None:
-            item.messages = verdict.messages
-            item.fixes.append("dropped_empty_turns")
-        if verdict.language is not None:
-            stats.languages[verdict.language] += 1
-        if verdict.drop is not None:
-            item.drop(*verdict.drop)
-    if cfg.scope.description:
-        if status is not None:
-            status.update("scoring scope with all-MiniLM-L6-v2")
-        alive = [it for it in items if it.alive]
-        texts = [clean.scope_text(it.messages) for it in alive]
-        scores = clean.ScopeScorer(cfg.scope).similarity(texts)
-        for it, text, score in zip(alive, texts, scores, strict=True):
-            if score < cfg.scope.min_similarity and not (keywords is not None and keywords.search(text)):
-                it.drop(
-                    "off_scope",
-                    f"similarity {score:.2f} to scope.description (min_similarity {cfg.scope.min_similarity})",
-                )
 
 
 @dataclass(slots=True)
@@ -411,204 +572,327 @@ def outlier_limit(lengths: list[int], cfg: PrepareConfig) -> float | None:
     return float(a.mean() + cfg.outliers.z * a.std())
 
 
-def handle_outliers(
-    items: list[Item], cfg: PrepareConfig, tokenizer: PreTrainedTokenizerBase, stats: Stats
-) -> None:
-    alive = [it for it in items if it.alive]
-    stats.tokens_before = [it.tokens for it in alive]
-    limit = outlier_limit(stats.tokens_before, cfg)
-    if limit is None:
-        return
-    long = [it for it in alive if it.tokens > limit]
-    why = f"{{tokens}} tokens, above the {cfg.outliers.method} limit of {limit:.0f}"
-    if cfg.outliers.action == "drop":
-        for it in long:
-            it.drop("length_outlier", why.format(tokens=it.tokens))
-        return
-    truncated = []
-    for it in long:
-        contents = [m["content"] for m in it.messages]
-        msg_tokens = [len(x) for x in token_ids(tokenizer, contents)]
-        overhead = max(0.0, (it.tokens - sum(msg_tokens)) / len(msg_tokens))
-        shorter = clean.truncate_front(it.messages, msg_tokens, overhead, limit)
-        if shorter is None:
-            it.drop("length_outlier", why.format(tokens=it.tokens) + "; the final exchange alone is too long")
-            continue
-        stats.example("truncated", _preview(it.messages), _preview(shorter))
-        it.messages = shorter
-        it.fixes.append("truncated")
-        truncated.append(it)
-    measure_tokens(truncated, tokenizer, check=cfg.roundtrip)
-    for it in truncated:
-        if it.alive and it.tokens > limit:
-            it.drop("length_outlier", why.format(tokens=it.tokens) + " after truncation")
-
-
 def _preview(messages: list[dict[str, Any]]) -> str:
     return "\n".join(f"{m['role']}: {m['content'][:80]}" for m in messages)
 
 
 # ----------------------------------------------------------------------------------------------------
-# 5. dedupe, 6. split
+# between the passes: scope calibrated on the whole set
 
 
-def dedupe(items: list[Item], cfg: PrepareConfig) -> dict[int, list[int]]:
-    """Drop duplicates (keeping the first of each cluster, in source order); returns kept -> duplicates."""
-    clusters: dict[int, list[int]] = defaultdict(list)
-    if not (cfg.dedupe.exact or cfg.dedupe.near):
-        return clusters
-    finder = DuplicateFinder(cfg.dedupe)
-    alive = [i for i, item in enumerate(items) if item.alive]
-    signatures = parallel_map(lambda i: finder.signature(items[i].messages), alive)
-    for i, found in zip(alive, finder.find(alive, signatures), strict=True):
-        item = items[i]
-        if found is not None:
-            kept, kind = found
-            item.dup_of = kept
-            item.drop(kind, f"duplicates {_where(items[kept].rec)}")
-            clusters[kept].append(i)
-    return clusters
-
-
-def split(items: list[Item], cfg: PrepareConfig) -> None:
-    """Seeded split per source (so every source is represented in validation), then mixing weights."""
-    rng = random.Random(cfg.split.seed)
-    weights = {s.name: s.weight for s in cfg.sources}
-    by_source: dict[str, list[Item]] = defaultdict(list)
-    for item in items:
-        if item.alive:
-            by_source[item.rec.source].append(item)
-    for source, group in by_source.items():
-        order = list(range(len(group)))
-        rng.shuffle(order)
-        n_val = int(len(group) * cfg.split.val_fraction + 0.5)  # half up: a 2-record source at 0.25 gives 1
-        val = set(order[:n_val])
-        for j, item in enumerate(group):
-            item.split = "val" if j in val else "train"
-            if item.split == "train" and weights[source] != 1.0:
-                w = weights[source]
-                item.copies = int(w) + (rng.random() < w - int(w))
-                if item.copies == 0:
-                    item.drop("mix_weight", f"not sampled at source weight {w}")
-
-
-def find_leakage(items: list[Item]) -> dict[str, Any]:
-    """Validation conversations whose first user prompt (normalised) or whole text also appears in train."""
-    alive = [it for it in items if it.alive]
-    hashes = parallel_map(lambda it: (text_hash(normalised_text(it.messages)), _prompt_hash(it)), alive)
-    train_convs = {conv for it, (conv, _) in zip(alive, hashes, strict=True) if it.split == "train"}
-    train_prompts = {prompt for it, (_, prompt) in zip(alive, hashes, strict=True) if it.split == "train"}
-    prompt_leaks, conv_leaks, examples = 0, 0, []
-    for it, (conv, prompt) in zip(alive, hashes, strict=True):
-        if it.split == "val":
-            conv_leaks += conv in train_convs
-            if prompt in train_prompts:
-                prompt_leaks += 1
-                if len(examples) < 5:
-                    examples.append(_where(it.rec))
-    return {"same_conversation": conv_leaks, "same_prompt": prompt_leaks, "examples": examples}
-
-
-def _prompt_hash(item: Item) -> bytes:
-    prompt = next((m for m in item.messages if m["role"] == "user"), {"role": "user", "content": ""})
-    return text_hash(normalised_text([prompt]))
-
-
-def _where(rec: RawRecord) -> str:
-    return f"{rec.file}:{rec.loc}" if rec.loc_kind == "line" else f"{rec.file}[{rec.loc}]"
+def scope_verdicts(cfg: PrepareConfig, first: FirstPass, stats: Stats, spool: Path) -> Any:
+    """Scores of the records alive after pass 1 (in order) and the threshold set on them; fills what
+    the report shows: the histogram and the records nearest the threshold on both sides."""
+    assert first.scope is not None
+    sc = first.scope.scores()
+    order = np.argsort(sc.scores, kind="stable")
+    cut = int(np.count_nonzero(sc.scores < sc.threshold))
+    n = cfg.scope.borderline
+    near = {int(first.alive_keys[i]): float(sc.scores[i]) for i in order[max(0, cut - n) : cut + n]}
+    stats.scope = {
+        "threshold": round(sc.threshold, 4),
+        "calibrated": sc.calibrated,
+        "how": sc.how,
+        "median": round(sc.median, 4),
+        "sigma": round(sc.sigma, 4),
+        "action": cfg.scope.action,
+        "below": cut,
+        "scored": len(sc.scores),
+    }
+    stats.scope_scores = sc.scores
+    stats.scope_borderline_keys = near  # filled with previews in pass 2
+    return sc
 
 
 # ----------------------------------------------------------------------------------------------------
-# outputs
+# pass 2: scope and length verdicts, then dedupe in source order
+
+
+@dataclass
+class SecondPass:
+    n_input: int
+    alive_per_source: Counter[int]
+    clusters: dict[int, list[int]]  # kept key -> keys of its first few duplicates
+    cluster_sizes: Counter[int]  # kept key -> number of duplicates
+
+
+def second_pass(
+    cfg: PrepareConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    finder: DuplicateFinder | None,
+    sources: Sources,
+    first: FirstPass,
+    scope: Any,
+    stats: Stats,
+    spool: Path,
+) -> SecondPass:
+    keywords = clean.keyword_pattern(cfg.scope.keywords)
+    stats.tokens_before = array("i", first.alive_tokens.tolist())
+    limit = outlier_limit(first.alive_tokens, cfg)
+    eot = end_of_turn_ids(tokenizer) if cfg.roundtrip else set()
+    how = scope.how if scope is not None else ""
+    borderline = stats.scope_borderline_keys
+    found_borderline: list[tuple[str, float, str]] = []
+    alive_i = 0
+    out = SecondPass(first.n_input, Counter(), defaultdict(list), Counter())
+    with (spool / "2").open("wb") as fh:
+        for rows in _spool_read(spool / "1"):
+            for row in rows:
+                if not row.alive:
+                    continue
+                if scope is not None:
+                    score = float(scope.scores[alive_i])
+                    if row.key in borderline:
+                        found_borderline.append((sources.text(row.key), score, _preview(row.messages)))
+                    text = clean.scope_text(row.messages)
+                    if score < scope.threshold and not (keywords is not None and keywords.search(text)):
+                        detail = f"scope score {score:.3f} below the threshold {scope.threshold:.3f} ({how})"
+                        if cfg.scope.action == "drop":
+                            row.drop("off_scope", detail)
+                        else:
+                            row.flags.append(f"off_scope: {detail}")
+                alive_i += 1
+                if row.alive and limit is not None and row.tokens > limit:
+                    handle_outlier(row, cfg, tokenizer, eot, limit, finder, stats)
+            alive = [r for r in rows if r.alive]
+            if finder is not None and alive:
+                for row, hit in zip(
+                    alive,
+                    finder.find([r.key for r in alive], [(r.exact, r.sketch) for r in alive]),
+                    strict=True,
+                ):
+                    if hit is not None:
+                        kept, kind = hit
+                        row.dup_of = kept
+                        row.drop(kind, f"duplicates {sources.text(kept)}")
+                        out.cluster_sizes[kept] += 1
+                        if len(out.clusters[kept]) < 5:
+                            out.clusters[kept].append(row.key)
+            for row in rows:
+                row.exact = row.sketch = None  # not needed any more: keep spool 2 small
+                if row.alive:
+                    out.alive_per_source[row.key >> 40] += 1
+            _spool_write(fh, rows)
+    stats.scope_borderline = sorted(found_borderline, key=lambda x: x[1])
+    return out
+
+
+def handle_outlier(
+    row: Record,
+    cfg: PrepareConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    eot: set[int],
+    limit: float,
+    finder: DuplicateFinder | None,
+    stats: Stats,
+) -> None:
+    """Drop a conversation over the length limit, or cut whole turns from its front (then re-render it
+    and sign it again: its text changed)."""
+    why = f"{row.tokens} tokens, above the {cfg.outliers.method} limit of {limit:.0f}"
+    if cfg.outliers.action == "drop":
+        row.drop("length_outlier", why)
+        return
+    contents = [m["content"] for m in row.messages]
+    msg_tokens = [len(x) for x in token_ids(tokenizer, contents)]
+    overhead = max(0.0, (row.tokens - sum(msg_tokens)) / len(msg_tokens))
+    shorter = clean.truncate_front(row.messages, msg_tokens, overhead, limit)
+    if shorter is None:
+        row.drop("length_outlier", why + "; the final exchange alone is too long")
+        return
+    stats.example("truncated", _preview(row.messages), _preview(shorter))
+    row.messages = shorter
+    row.fixes.append("truncated")
+    tokens, trained, problem = _measure_batch([shorter], tokenizer, cfg.roundtrip, eot)[0]
+    row.tokens, row.trained = tokens, trained
+    if problem:
+        row.drop("roundtrip_failed", problem)
+    elif tokens > limit:
+        row.drop("length_outlier", f"{tokens} tokens after truncation, above the limit of {limit:.0f}")
+    else:
+        sign(row, finder)
+
+
+# ----------------------------------------------------------------------------------------------------
+# pass 3: split and outputs
+
+
+def split_plan(cfg: PrepareConfig, alive_per_source: Counter[int]) -> dict[int, set[int]]:
+    """Per source, the positions (among its kept records, in order) that go to validation: a seeded
+    sample of val_fraction, so every source is represented in validation."""
+    plan = {}
+    for s, n in alive_per_source.items():
+        rng = random.Random(f"{cfg.split.seed}/{cfg.sources[s].name}")
+        n_val = int(n * cfg.split.val_fraction + 0.5)  # half up: a 2-record source at 0.25 gives 1
+        plan[s] = set(rng.sample(range(n), n_val))
+    return plan
+
+
+class KeptStats:
+    """Statistics of the kept conversations, accumulated one at a time."""
+
+    def __init__(self) -> None:
+        self.tokens, self.trained, self.turns = array("i"), array("i"), array("i")
+        self.train_lengths = array("i")  # one per training row (mixing copies included)
+        self.missing_system = self.missing_user = 0
+        self.roles: Counter[str] = Counter()
+        self.by_source: Counter[str] = Counter()
+        self.hashes: dict[str, array[int]] = {k: array("q") for k in ("train", "val", "train_p", "val_p")}
+        self.leak_examples: list[tuple[int, bytes]] = []  # (key, prompt hash) of validation rows
+
+    def add(self, row: Record, source: str) -> None:
+        self.tokens.append(row.tokens)
+        self.trained.append(row.trained)
+        self.turns.append(len(row.messages))
+        roles = [m["role"] for m in row.messages]
+        self.roles.update(roles)
+        self.missing_system += "system" not in roles
+        self.missing_user += "user" not in roles
+        self.by_source[source] += 1
+        split = row.split or "train"
+        conv = text_hash(normalised_text(row.messages))
+        self.hashes[split].append(int.from_bytes(conv[:8], "little", signed=True))
+        self.hashes[f"{split}_p"].append(int.from_bytes(row.prompt[:8], "little", signed=True))
+        if split == "train":
+            self.train_lengths.extend([row.tokens] * row.copies)
+        else:
+            self.leak_examples.append((row.key, row.prompt))
+
+    def leakage(self, sources: Sources) -> dict[str, Any]:
+        """Validation conversations whose first user prompt (normalised) or whole text also appears in train."""
+        arr = {k: np.frombuffer(v, dtype=np.int64) for k, v in self.hashes.items()}
+        conv = np.isin(arr["val"], arr["train"])
+        prompt = np.isin(arr["val_p"], arr["train_p"])
+        examples = [sources.text(self.leak_examples[i][0]) for i in np.flatnonzero(prompt)[:5]]
+        return {
+            "same_conversation": int(conv.sum()),
+            "same_prompt": int(prompt.sum()),
+            "examples": examples,
+        }
 
 
 def write_outputs(
-    items: list[Item],
     cfg: PrepareConfig,
+    sources: Sources,
+    second: SecondPass,
     stats: Stats,
-    clusters: dict[int, list[int]],
-    leakage: dict[str, Any],
+    spool: Path,
     max_length: int,
     epochs: float,
     n_params: int | None,
 ) -> PrepareResult:
     out = cfg.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    rows = {"train": 0, "val": 0}
+    plan = split_plan(cfg, second.alive_per_source)
+    rngs = {s: random.Random(f"{cfg.split.seed}/{cfg.sources[s].name}/weight") for s in plan}
+    seen: Counter[int] = Counter()
+    rows_out = {"train": 0, "val": 0}
     drops: Counter[str] = Counter()
     fixes: Counter[str] = Counter()
-    n_kept = n_fixed = 0
+    kept = KeptStats()
+    top = {k for k, _ in second.cluster_sizes.most_common(5)}
+    first_message: dict[int, str] = {}
+    n_kept = n_fixed = n_flagged = n_input = 0
     with (
         (out / "train.jsonl").open("w", encoding="utf-8") as train_fh,
         (out / "val.jsonl").open("w", encoding="utf-8") as val_fh,
         (out / "ledger.jsonl").open("w", encoding="utf-8") as ledger_fh,
         (out / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine_fh,
     ):
-        for item in items:
-            entry: dict[str, Any] = dict(item.rec.where)
-            if item.alive:
-                # The strict type is the last gate: whatever is written here loads with read_jsonl.
-                conv = Conversation(messages=[Message(**m) for m in item.messages])
-                line = json.dumps(conv.to_openai(with_meta=False), ensure_ascii=False) + "\n"
-                fh = train_fh if item.split == "train" else val_fh
-                entry.update(
-                    status="fixed" if item.fixes else "kept",
-                    split=item.split,
-                    output_line=rows[item.split] + 1,
-                )
-                for _ in range(item.copies):
-                    fh.write(line)
-                rows[item.split] += item.copies  # type: ignore[index]
-                if item.copies != 1:
-                    entry["copies"] = item.copies
-                n_kept += 1
-                n_fixed += bool(item.fixes)
-                fixes.update({f.split(":")[0] for f in item.fixes})
-            else:
-                entry.update(status="dropped", reason=item.reason, detail=item.detail)
-                if item.dup_of is not None:
-                    entry["duplicate_of"] = items[item.dup_of].rec.where
-                drops[item.reason or "?"] += 1
-                quarantine_fh.write(
-                    json.dumps({**entry, "raw": item.rec.raw}, ensure_ascii=False, default=str) + "\n"
-                )
-            if item.fixes:
-                entry["fixes"] = item.fixes
-            ledger_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        for rows in _spool_read(spool):
+            for row in rows:
+                n_input += 1
+                s = row.key >> 40
+                if row.key in top:
+                    first_message[row.key] = row.messages[0]["content"] if row.messages else ""
+                if row.alive:
+                    pos = seen[s]
+                    seen[s] += 1
+                    row.split = "val" if pos in plan[s] else "train"
+                    w = cfg.sources[s].weight
+                    if row.split == "train" and w != 1.0:
+                        row.copies = int(w) + (rngs[s].random() < w - int(w))
+                        if row.copies == 0:
+                            row.drop("mix_weight", f"not sampled at source weight {w}")
+                entry: dict[str, Any] = sources.where(row.key)
+                if row.alive:
+                    # The strict type is the last gate: whatever is written here loads with read_jsonl.
+                    conv = Conversation(messages=[Message(**m) for m in row.messages])
+                    line = json.dumps(conv.to_openai(with_meta=False), ensure_ascii=False) + "\n"
+                    split = row.split or "train"
+                    entry.update(
+                        status="fixed" if row.fixes else "kept", split=split, output_line=rows_out[split] + 1
+                    )
+                    (train_fh if split == "train" else val_fh).write(line * row.copies)
+                    rows_out[split] += row.copies
+                    if row.copies != 1:
+                        entry["copies"] = row.copies
+                    n_kept += 1
+                    n_fixed += bool(row.fixes)
+                    n_flagged += bool(row.flags)
+                    fixes.update({f.split(":")[0] for f in row.fixes})
+                    kept.add(row, sources.names[s])
+                else:
+                    entry.update(status="dropped", reason=row.reason, detail=row.detail)
+                    if row.dup_of is not None:
+                        entry["duplicate_of"] = sources.where(row.dup_of)
+                    drops[row.reason or "?"] += 1
+                    quarantine_fh.write(
+                        json.dumps({**entry, "raw": row.raw}, ensure_ascii=False, default=str) + "\n"
+                    )
+                if row.fixes:
+                    entry["fixes"] = row.fixes
+                if row.flags:
+                    entry["flags"] = row.flags
+                ledger_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
-    kept = [it for it in items if it.alive]
-    train_lengths = [it.tokens for it in kept if it.split == "train" for _ in range(it.copies)]
-    oa_epochs, billed = openai_estimate(train_lengths)
+    stats.top_clusters = [
+        (
+            sources.text(k),
+            second.cluster_sizes[k],
+            first_message.get(k, "")[:160],
+            ", ".join(sources.text(d) for d in second.clusters[k]),
+        )
+        for k, _ in second.cluster_sizes.most_common(5)
+    ]
+    stats.kept_roles, stats.kept_turns = kept.roles, Counter(kept.turns)
+    stats.tokens_after = kept.tokens
+    oa_epochs, billed = openai_estimate(kept.train_lengths)
     summary_stats = {
-        "input": len(items),
+        "input": n_input,
         "kept": n_kept,
         "fixed": n_fixed,
-        "dropped": len(items) - n_kept,
-        "train_rows": rows["train"],
-        "val_rows": rows["val"],
+        "dropped": n_input - n_kept,
+        "train_rows": rows_out["train"],
+        "val_rows": rows_out["val"],
         "drops": dict(drops.most_common()),
         "fixes": dict(fixes.most_common()),
         "validation_categories": dict(stats.categories.most_common()),
         "pii": dict(stats.pii),
         "glossary": dict(stats.glossary),
         "languages": dict(stats.languages.most_common()),
-        "by_source": dict(Counter(it.rec.source for it in kept)),
-        "duplicate_clusters": len(clusters),
-        "leakage": leakage,
-        **conversation_stats([it.messages for it in kept], [it.tokens for it in kept], max_length),
-        "assistant_tokens": token_stats([it.trained_tokens for it in kept]),
+        "scope": stats.scope,
+        "flagged": n_flagged,
+        "by_source": dict(kept.by_source),
+        "duplicate_clusters": len(second.cluster_sizes),
+        "leakage": kept.leakage(sources),
+        "messages_per_conversation": token_stats(kept.turns),
+        "tokens_per_conversation": token_stats(kept.tokens),
+        "over_max_length": int(np.count_nonzero(np.frombuffer(kept.tokens, dtype=np.int32) > max_length)),
+        "max_length": max_length,
+        "missing_system": kept.missing_system,
+        "missing_user": kept.missing_user,
+        "assistant_tokens": token_stats(kept.trained),
         "openai": {"epochs": oa_epochs, "billed_tokens": billed},
-        "local_training_estimate": training_time_estimate(sum(train_lengths), epochs, n_params),
+        "local_training_estimate": training_time_estimate(sum(kept.train_lengths), epochs, n_params),
     }
     (out / "stats.json").write_text(json.dumps(summary_stats, indent=2), encoding="utf-8")
     return PrepareResult(
         out,
-        len(items),
+        n_input,
         n_kept,
         n_fixed,
-        len(items) - n_kept,
-        rows["train"],
-        rows["val"],
+        n_input - n_kept,
+        rows_out["train"],
+        rows_out["val"],
         drops,
         fixes,
         summary_stats,
@@ -723,6 +1007,7 @@ def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: 
             found, reason, detail = checked.categories, checked.reason, checked.detail
             if not reason:
                 items.append(Item(rec, checked.messages))
+        found = rec.repairs + found
         categories.update(found)
         for cat in found:
             first_errors.setdefault(

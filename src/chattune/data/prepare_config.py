@@ -68,6 +68,11 @@ class PiiConfig(Section):
     enabled: bool = Field(True, description="Replace personal data with typed placeholders such as [EMAIL].")
     email: bool = True
     phone: bool = True
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "AU"],
+        description="Countries whose national formats (no +country code) count as phone numbers; numbers "
+        "with a country code are checked for their own country. Each added region adds look-alikes it accepts.",
+    )
     credit_card: bool = Field(True, description="Card numbers that pass the Luhn check.")
     ip: bool = Field(True, description="IPv4 and IPv6 addresses.")
     url: bool = Field(False, description="Also replace URLs with [URL].")
@@ -119,11 +124,33 @@ class ScopeConfig(Section):
     keywords: list[str] = Field(
         default_factory=list, description="A conversation mentioning any of these (whole word) is in scope."
     )
-    min_similarity: float = Field(
-        0.15,
+    min_similarity: float | None = Field(
+        None,
         ge=-1,
         le=1,
-        description="Cosine similarity (all-MiniLM-L6-v2) to the description below which a conversation is off scope.",
+        description="A fixed threshold on the scope score. Unset (recommended): calibrated on the data set itself "
+        "(the widest gap in the low tail of the scores, else median - mad_k robust sigmas), since a fixed "
+        "similarity does not hold across data sets.",
+    )
+    mad_k: float = Field(
+        6.0,
+        gt=0,
+        description="Calibrated threshold when the scores show no gap: how many robust standard deviations "
+        "(1.4826 * MAD) below the median a conversation must fall to be off scope.",
+    )
+    centroid_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of the score taken from similarity to the data's own centroid (all-MiniLM-L6-v2); the "
+        "rest is similarity to the description. The centroid covers in-domain themes the description misses.",
+    )
+    action: Literal["drop", "flag"] = Field(
+        "drop",
+        description="drop off-scope conversations, or flag them in the ledger and report for review and keep them.",
+    )
+    borderline: int = Field(
+        10, ge=0, description="Records nearest the threshold shown in the report, on each side."
     )
 
     @property

@@ -1,6 +1,6 @@
 """The data-preparation report: PNG plots, one self-contained report.html, and a compact terminal table.
 
-write_report(output_dir, items, result, stats, clusters)   # called by prepare.run
+write_report(output_dir, result, stats)                    # called by prepare.run
 print_summary(result, console)                              # the table `chattune data prepare` ends with
 """
 
@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import base64
 import html
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from chattune.data.prepare import Inspection, Item, PrepareResult, Stats
+    from chattune.data.prepare import Inspection, PrepareResult, Stats
 
 
-def write_report(
-    out: Path, items: list[Item], result: PrepareResult, stats: Stats, clusters: dict[int, list[int]]
-) -> Path:
+def write_report(out: Path, result: PrepareResult, stats: Stats) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -28,7 +25,6 @@ def write_report(
 
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    kept = [it for it in items if it.alive]
     pngs: dict[str, Path] = {}
 
     def save(name: str, fig: Any) -> None:
@@ -38,7 +34,7 @@ def write_report(
         pngs[name] = plots / f"{name}.png"
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    after = [it.tokens for it in kept]
+    after = stats.tokens_after
     if stats.tokens_before or after:
         import numpy as np
 
@@ -57,12 +53,23 @@ def write_report(
     ax.set(xlabel="tokens per conversation", ylabel="conversations", title="Token lengths")
     save("token_lengths", fig)
 
+    if stats.scope_scores is not None and len(stats.scope_scores):
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.hist(stats.scope_scores, bins=60, color="tab:blue")
+        th = stats.scope["threshold"]
+        ax.axvline(
+            th, color="tab:red", linestyle="--", label=f"threshold {th:.3f} ({stats.scope['below']} below)"
+        )
+        ax.set(xlabel="scope score", ylabel="conversations", title="Scope scores", yscale="log")
+        ax.legend()
+        save("scope", fig)
+
     for name, counter, title in (
         ("drops", result.drops, "Dropped records by reason"),
         ("fixes", result.fixes, "Fixed records by kind"),
         ("languages", stats.languages, "Detected languages"),
-        ("roles", Counter(m["role"] for it in kept for m in it.messages), "Messages by role (kept)"),
-        ("turns", Counter(len(it.messages) for it in kept), "Messages per conversation (kept)"),
+        ("roles", stats.kept_roles, "Messages by role (kept)"),
+        ("turns", stats.kept_turns, "Messages per conversation (kept)"),
     ):
         if not counter:
             continue
@@ -72,19 +79,11 @@ def write_report(
         ax.set(title=title, xlabel="count")
         save(name, fig)
 
-    (out / "report.html").write_text(_html(items, result, stats, clusters, pngs), encoding="utf-8")
+    (out / "report.html").write_text(_html(result, stats, pngs), encoding="utf-8")
     return out / "report.html"
 
 
-def _html(
-    items: list[Item],
-    result: PrepareResult,
-    stats: Stats,
-    clusters: dict[int, list[int]],
-    pngs: dict[str, Path],
-) -> str:
-    from chattune.data.prepare import _where
-
+def _html(result: PrepareResult, stats: Stats, pngs: dict[str, Path]) -> str:
     e = html.escape
     s = result.stats
 
@@ -135,24 +134,14 @@ def _html(
         ),
         table(list(s["pii"].items()), ("PII kind", "replaced")) if s["pii"] else "",
         table(list(s["glossary"].items()), ("glossary term", "replacements")) if s["glossary"] else "",
+        *_scope_section(stats, img),
         "<h2>Roles, turns, languages</h2>",
         img("roles"),
         img("turns"),
         img("languages"),
         "<h2>Largest duplicate clusters</h2>",
     ]
-    biggest = sorted(clusters.items(), key=lambda kv: -len(kv[1]))[:5]
-    rows = []
-    for kept, dups in biggest:
-        first = items[kept].messages[0]["content"] if items[kept].messages else ""
-        rows.append(
-            (
-                _where(items[kept].rec),
-                len(dups),
-                first[:160],
-                ", ".join(_where(items[d].rec) for d in dups[:5]),
-            )
-        )
+    rows = stats.top_clusters
     parts.append(
         table(rows, ("kept", "duplicates", "first message", "some duplicates")) if rows else "<p>none</p>"
     )
@@ -170,6 +159,28 @@ def _html(
             + "</table>"
         )
     return "\n".join(parts)
+
+
+def _scope_section(stats: Stats, img: Any) -> list[str]:
+    """The scope histogram and the records nearest the threshold on both sides, to judge it by eye."""
+    if not stats.scope:
+        return []
+    e = html.escape
+    sc = stats.scope
+    how = f"calibrated on this data: {sc['how']}" if sc["calibrated"] else sc["how"]
+    verb = "dropped" if sc["action"] == "drop" else "flagged for review (kept)"
+    rows = "".join(
+        f"<tr><td>{'below' if score < sc['threshold'] else 'above'}</td><td>{score:.3f}</td>"
+        f"<td>{e(where)}</td><td><pre>{e(preview)}</pre></td></tr>"
+        for where, score, preview in stats.scope_borderline
+    )
+    return [
+        "<h2>Scope</h2>",
+        f"<p>Threshold {sc['threshold']:.3f} ({e(how)}); {sc['below']} of {sc['scored']} conversations below it, {verb}.</p>",
+        img("scope"),
+        "<h3>Borderline records (nearest the threshold, both sides)</h3>",
+        f"<table><tr><th>side</th><th>score</th><th>record</th><th>text</th></tr>{rows}</table>",
+    ]
 
 
 def print_summary(result: PrepareResult, console: Console) -> None:

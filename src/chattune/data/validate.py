@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from chattune.data.conversation import ROLES
+from chattune.data.conversation import ROLE_ALIASES, ROLES
 
 MESSAGE_KEYS = frozenset({"role", "content", "weight"})
 # Categories that make a record unusable; the first one found is the record's drop reason.
@@ -76,7 +76,7 @@ def check_record(obj: Any) -> Checked:
     out.meta.update(
         {k: v for k, v in obj.items() if k not in ("messages", "meta") and _is_jsonable_scalar(v)}
     )
-    stripped = False
+    stripped = aliased = False
     for i, m in enumerate(messages):
         where = f"(field messages[{i}]"
         if not isinstance(m, dict):
@@ -85,6 +85,9 @@ def check_record(obj: Any) -> Checked:
         if set(m) - MESSAGE_KEYS:
             stripped = True
         role, content = m.get("role"), m.get("content")
+        if isinstance(role, str) and role not in ROLES and role.strip().lower() in ROLE_ALIASES:
+            role = ROLE_ALIASES[role.strip().lower()]
+            aliased = True
         if role is None:
             out.fail("missing_role", f"message has no role {where}.role)")
         elif role not in ROLES:
@@ -107,6 +110,9 @@ def check_record(obj: Any) -> Checked:
     if stripped:
         out.categories.append("unrecognised_keys")
         out.fixes.append("stripped_keys")
+    if aliased:
+        out.categories.append("role_alias")
+        out.fixes.append("role_alias")
     if out.reason:
         return out
     roles = [m["role"] for m in out.messages]

@@ -144,7 +144,7 @@ def build(root: Path) -> dict[str, Path]:
     add(b'{"messages": [{"role": "user", "content": "broken line\n', "dropped:invalid_json")
     add(
         b'{"messages": [{"role": "user", "content": "caf\xe9 kettle \xff"}, {"role": "assistant", "content": "ok"}]}\n',
-        "dropped:invalid_utf8",
+        "fixed:utf8_repaired",
     )
     add(
         line(
@@ -398,7 +398,7 @@ def build(root: Path) -> dict[str, Path]:
             ("faq.csv", 2): "kept",
             ("faq.csv", 4): "dropped:exact_duplicate",
             ("faq.csv", 5): "kept",
-            ("faq.csv", 6): "dropped:invalid_utf8",
+            ("faq.csv", 6): "fixed:utf8_repaired",
         }
     )
     (root / "faq.csv").write_bytes(table)
