@@ -304,5 +304,33 @@ def serve(
     run_server(model, host=host, port=port, max_new_tokens=max_new_tokens)
 
 
+@app.command("export")
+@reports_errors
+def export_cmd(
+    source: Annotated[str, typer.Argument(help="Run directory, checkpoint, or transformers model folder.")],
+    format: Annotated[str, typer.Option("--format", help="hf, gguf or ollama.")] = "hf",
+    quant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--quant", help="Repeatable. hf: f32|f16|bf16; gguf/ollama: f16|bf16|q8_0|q4_0|q4_1|q4_k_m."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default <run>/export/<format>).")] = None,
+) -> None:
+    """Export merged weights (safetensors), GGUF for llama.cpp, or GGUF + Modelfile for Ollama, with a model card."""
+    from pydantic import ValidationError
+
+    from chattune.export.config import ExportConfig
+    from chattune.export.run import export
+
+    try:
+        cfg = ExportConfig.model_validate({"format": format, "quants": quant or [], "out": out})
+    except ValidationError as e:
+        raise ChattuneError(
+            "; ".join(f"{'.'.join(map(str, x['loc'])) or 'export'}: {x['msg']}" for x in e.errors())
+        ) from None
+    export(source, cfg, console=console)
+
+
 def main() -> None:  # pragma: no cover - entry point
     sys.exit(app())

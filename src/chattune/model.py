@@ -172,19 +172,25 @@ def load_model_and_tokenizer(
 
 
 def find_model_dir(path: str | Path) -> tuple[Path, RunConfig | None]:
-    """For a run directory, its final/ (or newest checkpoint); for a checkpoint or model folder, itself.
+    """For a run directory, its final/ (the merged model, else the adapter in final/adapter, else the
+    newest checkpoint); for a checkpoint or model folder, itself.
     Also returns the run config saved beside the weights, when there is one."""
     path = Path(path)
-    candidates = [path / "final", path]
+    # final/adapter comes before the checkpoints: a QLoRA run, or a LoRA run with merge_lora=false,
+    # keeps its best weights only there, and the newest checkpoint is not the best one.
+    candidates = [path / "final", path / "final" / "adapter", path]
     if (path / "checkpoints").is_dir():
         from chattune.train.checkpoint import latest_checkpoint
 
         latest = latest_checkpoint(path / "checkpoints")
         if latest is not None:
-            candidates.insert(1, latest)
+            candidates.insert(2, latest)
     for cand in candidates:
         if (cand / "config.json").is_file() or (cand / "adapter_config.json").is_file():
-            cfg_file = next((f for f in (cand / "chattune.yaml", path / "config.yaml") if f.is_file()), None)
+            beside = [cand / "chattune.yaml", path / "config.yaml"]
+            if cand.name == "adapter":  # final/adapter: the run config sits in final/
+                beside.insert(1, cand.parent / "chattune.yaml")
+            cfg_file = next((f for f in beside if f.is_file()), None)
             return cand, load_config(cfg_file) if cfg_file else None
     raise ChattuneError(
         f"{path}: no model found (expected final/, a checkpoint, or a transformers model folder)"
