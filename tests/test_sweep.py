@@ -102,6 +102,8 @@ def test_grid_runs_every_combination_once_and_writes_the_results(tmp_path, tiny_
     root = tmp_path / "runs" / "s-sweep"
     rows = (root / "trials.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("number,status,val_loss,params.train.learning_rate")
+    column = rows[0].split(",").index("peak_rss_gb")
+    assert all(float(r.split(",")[column]) > 0.1 for r in rows[1:])  # peak memory recorded per trial
     plots = {p.name for p in (root / "plots").glob("*.png")}
     assert plots == {
         "optimization_history.png",

@@ -41,7 +41,8 @@ OverridesArg = Annotated[
 
 
 def reports_errors(fn: F) -> F:
-    """Turn chattune's own errors into a red message and exit status 2, with no traceback."""
+    """Turn chattune's own errors into a red message and exit status 2 (or the error's own
+    `exit_code`: 128 + the signal for a run stopped by SIGTERM/SIGINT), with no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,7 +50,7 @@ def reports_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ChattuneError as e:
             err_console.print(f"error: {e}", style="bold red", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(getattr(e, "exit_code", 2)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -62,12 +63,35 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's latest valid checkpoint.")
     ] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Train in N processes on this machine (DDP through torchrun; on CPU over gloo).",
+        ),
+    ] = 1,
 ) -> None:
     """Fine-tune a model (full, LoRA or QLoRA) with loss on assistant tokens only."""
     from chattune.config import load_config
     from chattune.train import run
 
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides)  # checked here, so a bad config fails once, not N times
+    if nproc > 1:
+        import subprocess
+        import sys
+
+        # torchrun starts the processes and sets RANK/WORLD_SIZE/MASTER_ADDR; accelerate reads them.
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        command += [
+            "-m",
+            "chattune",
+            "train",
+            str(config),
+            *(overrides or []),
+            *(["--resume"] if resume else []),
+        ]
+        raise typer.Exit(subprocess.call(command))
     result = run(cfg, resume=resume, console=console)
     console.print(f"[bold green]done[/] {result.summary()}")
 

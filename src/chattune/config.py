@@ -141,6 +141,12 @@ class TrainConfig(Section):
     )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")
+    max_nonfinite: int = Field(
+        5,
+        ge=1,
+        description="Stop after this many optimizer steps in a row with a non-finite loss or gradient "
+        "(each is skipped: no update, counted in metrics as nonfinite_steps).",
+    )
 
     @model_validator(mode="after")
     def _one_warmup(self) -> TrainConfig:

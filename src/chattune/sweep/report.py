@@ -1,6 +1,6 @@
 """What a sweep leaves behind, rebuilt from the study whenever the main process finishes:
 
-<sweep dir>/trials.csv      one row per trial: number, status, metric, parameters, duration, steps, run dir
+<sweep dir>/trials.csv      one row per trial: number, status, metric, parameters, duration, steps, peak RSS, run dir
 <sweep dir>/plots/*.png     optimisation history, learning curves, parameter importance,
                             parallel coordinates, learning rate vs the metric
 <sweep dir>/summary.html    the table and the plots in one self-contained page
@@ -88,6 +88,7 @@ def trial_rows(trials: list[FrozenTrial], metric: str) -> list[dict[str, Any]]:
                 **{f"params.{k}": v for k, v in t.params.items()},
                 "duration_s": round(t.duration.total_seconds(), 1) if t.duration else None,
                 "steps": t.user_attrs.get("steps"),
+                "peak_rss_gb": t.user_attrs.get("peak_rss_gb"),
                 "run_dir": t.user_attrs.get("run_dir", ""),
                 "note": note,
             }

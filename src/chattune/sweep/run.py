@@ -265,8 +265,10 @@ class _Objective:
                     on_eval=on_eval,
                 )
             trial.set_user_attr("steps", result.steps)
+            trial.set_user_attr("peak_rss_gb", _peak_rss(run_cfg.run_dir / "metrics.jsonl"))
             value = _best_value(run_cfg.run_dir / "metrics.jsonl", sweep.metric, sweep.resolved_direction)
         except optuna.TrialPruned as e:
+            trial.set_user_attr("peak_rss_gb", _peak_rss(run_cfg.run_dir / "metrics.jsonl"))
             self.console.print(f"trial {trial.number}: [yellow]pruned[/] at {e}")
             raise
         except Exception as e:
@@ -281,6 +283,15 @@ class _Objective:
             f"trial {trial.number}: {sweep.metric} [bold]{value:.4f}[/] ({result.steps} steps{early}, {time.perf_counter() - start:.0f} s)"
         )
         return value
+
+
+def _peak_rss(metrics_file: Path) -> float | None:
+    """The highest peak RSS the run logged (GB): what to pick a batch size by. A worker that trains
+    several trials reports its process's peak so far, so a later trial never shows less than an earlier one."""
+    if not metrics_file.is_file():
+        return None
+    peaks = [r["peak_rss_gb"] for r in read_metrics(metrics_file) if "peak_rss_gb" in r]
+    return round(max(peaks), 3) if peaks else None
 
 
 def _best_value(metrics_file: Path, metric: str, direction: str) -> float:

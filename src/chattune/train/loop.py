@@ -9,6 +9,9 @@ checkpoint, stop early) -> finish (final/ weights, plot). Full fine-tuning and L
 Resume is exact: the data order is a pure function of (seed, epoch), the learning rate a pure function of
 the step, and the checkpoint holds weights, optimizer state, generator states and the data position, so
 a run killed at any point and resumed ends with the same weights as one that never stopped (on CPU).
+Faults a long run meets (faults.py, checkpoint.py): SIGTERM/SIGINT finish the step, checkpoint and exit
+with 128 + the signal; checkpoint writes are crash-safe and a damaged newest checkpoint falls back to an
+older one; steps with a non-finite loss or gradient are skipped and counted (train.max_nonfinite).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -42,6 +46,7 @@ from chattune.train import checkpoint as ckpt
 from chattune.train.batching import Row, collate, pack
 from chattune.train.document_attention import use_document_attention
 from chattune.train.evaluate import loss_sums, metrics_from_sums
+from chattune.train.faults import NonFiniteError, StopOnSignal, TrainingInterrupted, peak_memory
 from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
 from chattune.train.recipe import Choice, describe
@@ -86,8 +91,8 @@ def run(
     accelerator = Accelerator(mixed_precision=mixed_precision)
     main = accelerator.is_main_process
     run_dir = cfg.run_dir
-    resume_from = _prepare_run_dir(cfg, resume, console) if main else None
-    resume_from = _broadcast_path(accelerator, resume_from)
+    candidates = _prepare_run_dir(cfg, resume, console) if main else []
+    candidates = _broadcast_paths(accelerator, candidates)
     set_seed(cfg.train.seed)
 
     # ---- data -------------------------------------------------------------------------------------
@@ -114,7 +119,7 @@ def run(
             )
 
     # ---- model and optimizer ---------------------------------------------------------------------
-    model = build_model(cfg, resume_from)
+    model, resume_from = _build_resumable(cfg, candidates, console if main else None)
     if (
         accelerator.device.type == "cpu"
     ):  # per-conversation attention for packed rows (see document_attention.py)
@@ -181,15 +186,15 @@ def run(
                 metrics.update(suite_metrics(model, tokenizer, cfg.eval, system=data.system_prompt))
         return metrics
 
-    def save() -> Path:
-        path = _save_checkpoint(accelerator, loss_module, optimizer, tokenizer, cfg, state) if main else None
+    def save() -> None:
+        _save_checkpoint(accelerator, loss_module, optimizer, tokenizer, cfg, state)
         accelerator.wait_for_everyone()
-        return path  # type: ignore[return-value]
 
     # ---- train ------------------------------------------------------------------------------------
     params = [p for p in loss_module.parameters() if p.requires_grad]
     loss_module.train()
     running = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss sum, correct, targets
+    step_sums = torch.zeros_like(running)  # the same for the current optimizer step
     window_start, tokens_since, window_steps = time.perf_counter(), 0, 0
     run_start = time.perf_counter() - state.elapsed_seconds
     last_eval: dict[str, float] = {}
@@ -206,9 +211,11 @@ def run(
     )
     task = progress.add_task("train", total=total_steps, completed=state.step, info="")
     restore_gqa = _grouped_kv_in_cpu_attention(accelerator.device)
+    # fp16 has a loss scaler that skips overflowing steps itself (and lowers the scale); elsewhere we do.
+    skip_nonfinite = accelerator.scaler is None
     try:
-        with progress:
-            budget = cfg.train.time_budget_minutes
+        budget = cfg.train.time_budget_minutes
+        with progress, StopOnSignal() as stop:
             while state.step < total_steps and not state.stopped_early:
                 if budget and _past_budget(accelerator, time.perf_counter() - run_start, budget):
                     state.stopped_early = True  # finished below like an early stop
@@ -243,7 +250,7 @@ def run(
                             loss_sum, correct = loss_module(**batch)
                         # DDP averages gradients over processes; scale back up to a sum.
                         accelerator.backward(loss_sum * (world / targets))
-                    running += torch.stack(
+                    step_sums += torch.stack(
                         [
                             loss_sum.detach().double(),
                             correct.double(),
@@ -252,12 +259,43 @@ def run(
                             ),
                         ]
                     )
-                grad_norm = (
-                    accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
-                    if cfg.train.max_grad_norm
-                    else None
+                # The norm is always computed (an infinite limit clips nothing: the gradients are
+                # multiplied by exactly 1.0), because a non-finite norm is how a bad step shows.
+                grad_norm = accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm or math.inf)
+                # One small collective agrees on what every process saw: a non-finite step, a signal.
+                flags = torch.tensor(
+                    [
+                        float(
+                            skip_nonfinite
+                            and not (torch.isfinite(grad_norm) and torch.isfinite(step_sums[0]))
+                        ),
+                        float(stop.signum is not None),
+                    ],
+                    device=accelerator.device,
                 )
-                optimizer.step()
+                if world > 1:
+                    flags = accelerator.reduce(flags, "sum")
+                nonfinite, stop_requested = bool(flags[0] > 0), bool(flags[1] > 0)
+                if nonfinite:  # skip the update; the batch counts as seen
+                    state.nonfinite_steps += 1
+                    state.nonfinite_in_row += 1
+                    if main:
+                        progress.console.print(
+                            f"[yellow]step {state.step + 1}: non-finite loss or gradient, update skipped "
+                            f"({state.nonfinite_in_row} in a row, {state.nonfinite_steps} in all)[/]"
+                        )
+                    if state.nonfinite_in_row >= cfg.train.max_nonfinite:
+                        raise NonFiniteError(
+                            f"{state.nonfinite_in_row} optimizer steps in a row had a non-finite loss or gradient "
+                            f"(train.max_nonfinite={cfg.train.max_nonfinite}) at step {state.step + 1}; lower "
+                            "train.learning_rate, set train.max_grad_norm, or use bf16/fp32 instead of fp16; "
+                            "--resume continues from the last checkpoint"
+                        )
+                else:
+                    optimizer.step()
+                    state.nonfinite_in_row = 0
+                    running += step_sums
+                step_sums.zero_()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 window_steps += 1
@@ -277,6 +315,8 @@ def run(
                         "tokens_per_second": tokens_since * world / elapsed,
                         "trained_tokens_per_second": totals[2] / elapsed,
                         "seconds_per_step": elapsed / window_steps,
+                        "nonfinite_steps": state.nonfinite_steps,
+                        **peak_memory(),
                     }
                     state.tokens_seen += tokens_since * world
                     state.targets_seen += int(totals[2])
@@ -284,7 +324,15 @@ def run(
                     window_start, tokens_since, window_steps = time.perf_counter(), 0, 0
                     if metrics_log:
                         metrics_log.log(state.step, "train", record)
-                    info = f"loss {record['loss']:.4f} lr {lr:.2e} {record['tokens_per_second']:,.0f} tok/s"
+                    info = (
+                        f"loss {record['loss']:.4f} lr {lr:.2e} {record['tokens_per_second']:,.0f} tok/s "
+                        f"peak RSS {record['peak_rss_gb']:.2f} GB"
+                        + (
+                            f" CUDA {record['cuda_max_allocated_gb']:.2f} GB"
+                            if "cuda_max_allocated_gb" in record
+                            else ""
+                        )
+                    )
                     progress.update(task, info=info)
                     if main and not console.is_terminal:  # the live bar is hidden in logs: print a line
                         console.print(f"step {state.step}/{total_steps}: {info}")
@@ -321,9 +369,17 @@ def run(
                     or (cfg.output.save_every and state.step % cfg.output.save_every == 0)
                     or state.step == total_steps
                     or state.stopped_early
+                    or stop_requested
                 ):
                     state.elapsed_seconds = time.perf_counter() - run_start
                     save()
+                if stop_requested:
+                    name = signal.Signals(stop.signum or signal.SIGTERM).name
+                    raise TrainingInterrupted(
+                        f"stopped by {name} after step {state.step}/{total_steps}; checkpoint "
+                        f"{ckpt.checkpoint_dir(run_dir / 'checkpoints', state.step)}; continue with --resume",
+                        stop.signum or signal.SIGTERM,
+                    )
     finally:
         restore_gqa()
         if metrics_log:
@@ -393,12 +449,16 @@ def _improved(value: float, best: float | None, greater_is_better: bool, min_del
     return value > best + min_delta if greater_is_better else value < best - min_delta
 
 
-def _prepare_run_dir(cfg: RunConfig, resume: bool, console: Console) -> Path | None:
-    """Create the run directory and return the checkpoint to resume from, if any."""
+def _prepare_run_dir(cfg: RunConfig, resume: bool, console: Console) -> list[Path]:
+    """Create the run directory and return the checkpoints to resume from, newest sound one first."""
     run_dir = cfg.run_dir
     latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    found: list[Path] = []
     if resume:
-        if latest is None:
+        found = ckpt.sound_checkpoints(
+            run_dir / "checkpoints", lambda m: console.print(f"[yellow]warning: {m}[/]")
+        )
+        if not found:
             console.print(
                 f"[yellow]--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from scratch[/]"
             )
@@ -410,43 +470,69 @@ def _prepare_run_dir(cfg: RunConfig, resume: bool, console: Console) -> Path | N
             )
         for sub in ("checkpoints", "final", "tensorboard"):
             shutil.rmtree(run_dir / sub, ignore_errors=True)
-        latest = None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-    return latest if resume else None
+    return found
 
 
-def _broadcast_path(accelerator: object, path: Path | None) -> Path | None:
+def _broadcast_paths(accelerator: object, paths: list[Path]) -> list[Path]:
     from accelerate.utils import broadcast_object_list
 
     if getattr(accelerator, "num_processes", 1) == 1:
-        return path
-    box = [str(path) if path else None]
+        return paths
+    box = [[str(p) for p in paths]]
     broadcast_object_list(box)
-    return Path(box[0]) if box[0] else None
+    return [Path(p) for p in box[0]]
+
+
+def _build_resumable(
+    cfg: RunConfig, candidates: list[Path], console: Console | None
+) -> tuple[torch.nn.Module, Path | None]:
+    """The model, from the newest checkpoint that loads (a checkpoint whose weights have the wrong
+    shapes passes the file checks and fails only here), else from the base model."""
+    for path in candidates:
+        try:
+            return build_model(cfg, path), path
+        except (RuntimeError, ValueError, OSError) as e:
+            if console is not None:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                console.print(f"[yellow]warning: checkpoint {path} does not load ({first}); falling back[/]")
+    return build_model(cfg, None), None
 
 
 def _save_checkpoint(
     accelerator, loss_module, optimizer, tokenizer, cfg: RunConfig, state: ckpt.TrainState
-) -> Path:  # type: ignore[no-untyped-def]
+) -> None:  # type: ignore[no-untyped-def]
+    """Every process calls this: under FSDP and DeepSpeed ZeRO-3 gathering the full state dict is a
+    collective (a rank-0-only call would hang); the main process then writes it."""
     model = accelerator.unwrap_model(loss_module).model
     state_dict = {k.removeprefix("model."): v for k, v in accelerator.get_state_dict(loss_module).items()}
+    optimizer_state = optimizer.state_dict()
+    if not accelerator.is_main_process:
+        return
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # skipped steps should make this impossible; never let such weights reach a checkpoint
+        raise NonFiniteError(f"weights {', '.join(bad[:3])} are not finite at step {state.step}; not saved")
+    tensors = [v for v in state_dict.values()] + [
+        t for s in optimizer_state["state"].values() for t in s.values() if isinstance(t, torch.Tensor)
+    ]
+    bytes_needed = sum(t.numel() * t.element_size() for t in tensors)
 
     def save_weights(folder: Path) -> None:
         model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
 
     root = cfg.run_dir / "checkpoints"
-    path = ckpt.save_checkpoint(
+    ckpt.save_checkpoint(
         root,
         state,
         save_weights=save_weights,
-        optimizer_state=optimizer.state_dict(),
+        optimizer_state=optimizer_state,
         config_yaml=cfg.to_yaml(),
+        bytes_needed=bytes_needed,
     )
     best = ckpt.checkpoint_dir(root, state.best_step) if state.best_step is not None else None
     ckpt.prune(root, cfg.output.keep_last, protect=best)
-    return path
 
 
 def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | None) -> Path:
@@ -458,7 +544,7 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
     assert source is not None and source.is_dir()
     final = cfg.run_dir / "final"
     shutil.rmtree(final, ignore_errors=True)
-    skip = {"optimizer.pt", "rng.pt", "state.json"}
+    skip = {"optimizer.pt", "rng.pt", "state.json", ckpt.MANIFEST}
     is_adapter = (source / "adapter_config.json").is_file()
     target = final / "adapter" if is_adapter else final
     target.mkdir(parents=True)
