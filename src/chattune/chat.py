@@ -2,6 +2,7 @@
 
     chattune chat runs/quickstart                       # interactive, streamed, keeps history
     chattune chat runs/quickstart -p "How do I descale?" --temperature 0   # one answer, for scripts
+    chattune chat runs/openai                           # a train.backend: openai run, through the API
 
 In a session: /reset clears the history, /system TEXT sets the system prompt, /exit (or Ctrl-D) leaves.
 A run trained with one system prompt is chatted with that prompt by default (saved as final/chat_defaults.json).
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from chattune.generate import Generation, GenerationSettings
+from chattune.generate import GenerationSettings
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from chattune.provider import Provider
 
 CHAT_DEFAULTS = "chat_defaults.json"
 
@@ -31,22 +32,17 @@ def default_system_prompt(name_or_path: str) -> str | None:
     return None
 
 
-def _load(name_or_path: str, console: Console) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    from chattune.model import load_for_inference
+def _load(name_or_path: str, console: Console) -> Provider:
+    from chattune.provider import open_provider
 
     with console.status(f"loading {name_or_path} ..."):
-        model, tokenizer, _ = load_for_inference(name_or_path)
-    return model, tokenizer
+        return open_provider(name_or_path)
 
 
 def _stream(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    messages: list[dict[str, str]],
-    settings: GenerationSettings,
-    console: Console,
+    provider: Provider, messages: list[dict[str, str]], settings: GenerationSettings, console: Console
 ) -> str:
-    gen = Generation(model, tokenizer, messages, settings)
+    gen = provider.generation(messages, settings)
     for piece in gen:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
@@ -61,18 +57,18 @@ def _stream(
 def one_shot(
     name_or_path: str, prompt: str, settings: GenerationSettings, *, system: str | None, console: Console
 ) -> str:
-    model, tokenizer = _load(name_or_path, console)
+    provider = _load(name_or_path, console)
     system = system if system is not None else default_system_prompt(name_or_path)
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]
-    return _stream(model, tokenizer, messages, settings, console)
+    return _stream(provider, messages, settings, console)
 
 
 def chat_loop(
     name_or_path: str, settings: GenerationSettings, *, system: str | None, console: Console
 ) -> None:
-    model, tokenizer = _load(name_or_path, console)
+    provider = _load(name_or_path, console)
     system = system if system is not None else default_system_prompt(name_or_path)
     history: list[dict[str, str]] = []
     console.print("[dim]/reset clears history, /system TEXT sets the system prompt, /exit leaves[/]")
@@ -97,6 +93,4 @@ def chat_loop(
         history.append({"role": "user", "content": user})
         console.print("[bold green]assistant>[/] ", end="")
         messages = ([{"role": "system", "content": system}] if system else []) + history
-        history.append(
-            {"role": "assistant", "content": _stream(model, tokenizer, messages, settings, console)}
-        )
+        history.append({"role": "assistant", "content": _stream(provider, messages, settings, console)})

@@ -61,7 +61,16 @@ def train(
     config: ConfigArg,
     overrides: OverridesArg = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the run's latest valid checkpoint.")
+        bool,
+        typer.Option(
+            "--resume", help="Continue from the run's latest valid checkpoint (openai: reattach to the job)."
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="openai backend: start the job without asking.")
+    ] = False,
+    cancel: Annotated[
+        bool, typer.Option("--cancel", help="openai backend: cancel the run's fine-tuning job.")
     ] = False,
     nproc: Annotated[
         int,
@@ -72,11 +81,21 @@ def train(
         ),
     ] = 1,
 ) -> None:
-    """Fine-tune a model (full, LoRA or QLoRA) with loss on assistant tokens only."""
+    """Fine-tune a model (full, LoRA or QLoRA) with loss on assistant tokens only, or through OpenAI's API."""
     from chattune.config import load_config
-    from chattune.train import run
 
     cfg = load_config(config, overrides)  # checked here, so a bad config fails once, not N times
+    if cfg.train.backend == "openai":
+        from chattune.hosted.job import run as run_hosted
+
+        hosted = run_hosted(
+            cfg, resume=resume, cancel=cancel, confirm=lambda q: yes or typer.confirm(q), console=console
+        )
+        done = "[bold green]done[/] " if hosted.status == "succeeded" else ""
+        console.print(f"{done}{hosted.summary()}", highlight=False)
+        return
+    if yes or cancel:
+        raise typer.BadParameter("--yes and --cancel apply to train.backend: openai")
     if nproc > 1:
         import subprocess
         import sys
@@ -92,6 +111,8 @@ def train(
             *(["--resume"] if resume else []),
         ]
         raise typer.Exit(subprocess.call(command))
+    from chattune.train import run
+
     result = run(cfg, resume=resume, console=console)
     console.print(f"[bold green]done[/] {result.summary()}")
 

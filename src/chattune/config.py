@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_valid
 from chattune.augment.config import AugmentConfig
 from chattune.data.prepare_config import PrepareConfig
 from chattune.errors import ConfigError
+from chattune.hosted.config import OpenAIConfig
 from chattune.section import Section
 from chattune.sweep.config import SweepConfig
 
@@ -72,6 +73,11 @@ class DataConfig(Section):
 
 
 class TrainConfig(Section):
+    backend: Literal["local", "openai"] = Field(
+        "local",
+        description="local: train here on accelerate. openai: OpenAI's hosted fine-tuning of model.name "
+        "(e.g. gpt-4o-mini-2024-07-18), configured in the openai section.",
+    )
     method: Literal["full", "lora", "qlora"] = Field(
         "full", description="Full fine-tuning, LoRA, or QLoRA (4-bit base, CUDA only)."
     )
@@ -255,6 +261,9 @@ class RunConfig(Section):
     sweep: SweepConfig | None = Field(
         None,
         description="Hyperparameter search over this config (`chattune sweep`); ignored by `chattune train`.",
+    )
+    openai: OpenAIConfig = Field(
+        default_factory=OpenAIConfig, description="Endpoint and job settings when train.backend is openai."
     )
 
     # Dotted keys that train.recipe=auto filled in (not the user's): left out of saved configs.

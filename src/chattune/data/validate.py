@@ -183,3 +183,38 @@ def openai_estimate(lengths: list[int]) -> tuple[int, int]:
         epochs = max(OPENAI_MIN_DEFAULT_EPOCHS, OPENAI_MAX_TARGET_EXAMPLES // n)
     billed_per_epoch = sum(min(OPENAI_MAX_TOKENS_PER_EXAMPLE, n_tok) for n_tok in lengths)
     return epochs, epochs * billed_per_epoch
+
+
+PREFERENCE_KEYS = ("preferred_output", "non_preferred_output")
+
+
+def is_preference_record(obj: Any) -> bool:
+    """A DPO record in OpenAI's shape: {"input": {"messages": [...]}, "preferred_output": [...],
+    "non_preferred_output": [...]}."""
+    return isinstance(obj, dict) and any(k in obj for k in PREFERENCE_KEYS)
+
+
+def check_preference_record(obj: dict[str, Any]) -> Checked:
+    """Validate one preference pair with check_record's rules: the prompt followed by each answer must be
+    a valid conversation, and each answer exactly one assistant message. messages holds the prompt."""
+    out = Checked()
+    prompt = obj.get("input")
+    messages = prompt.get("messages") if isinstance(prompt, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return out.fail("missing_messages", "missing or empty prompt (field input.messages)")
+    for key in PREFERENCE_KEYS:
+        answer = obj.get(key)
+        if (
+            not isinstance(answer, list)
+            or len(answer) != 1
+            or not isinstance(answer[0], dict)
+            or answer[0].get("role") != "assistant"
+        ):
+            return out.fail("no_assistant", f"expected a list of one assistant message (field {key})")
+        checked = check_record({"messages": [*messages, *answer]})
+        out.categories += [c for c in checked.categories if c not in out.categories]
+        if checked.reason:
+            where = f"field input.messages+{key}"
+            return out.fail(checked.reason, checked.detail.replace("field messages", where))
+    out.messages = list(messages)
+    return out

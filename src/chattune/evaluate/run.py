@@ -10,14 +10,20 @@ tokens/s are recorded. Answers are scored (metrics.py, behavior.py, optionally j
 overall and per category, and written to <out>/metrics.json (stable schema, for sweeps), items.jsonl
 (every answer, side by side) and report.html (one file, plots embedded).
 
+A run trained with `train.backend: openai` is evaluated through the API: its fine-tuned model against
+the hosted base model (model.name), with the same timings; there are no local weights to take a
+validation loss from, so the job's own result-file metrics are reported instead.
+
 Items without a system turn get the run's trained system prompt (final/chat_defaults.json), for both
 models alike: the fine-tune is evaluated the way it will be chatted with.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,12 +37,13 @@ from chattune.errors import ChattuneError
 from chattune.evaluate import metrics as M
 from chattune.evaluate.behavior import detect
 from chattune.evaluate.suite import SuiteItem, load_suites
-from chattune.generate import GenerationSettings, generate_reply
+from chattune.generate import GenerationSettings, Reply, generate_reply
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from chattune.evaluate.judge import Judge
+    from chattune.provider import Provider
     from chattune.teacher import TeacherConfig
 
 SCHEMA_VERSION = 1
@@ -84,9 +91,13 @@ def evaluate(
     compare_base is off, its base model on the same prompts; write metrics, items and report."""
     from chattune.chat import default_system_prompt
     from chattune.model import find_model_dir
+    from chattune.provider import hosted_model, hosted_run
 
     console = console or Console()
-    run_cfg = find_model_dir(model)[1] if Path(model).is_dir() else None
+    hosted = hosted_run(model)
+    if hosted is not None:
+        hosted_model(model, hosted[1])  # fail now if the job has not produced a model
+    run_cfg = hosted[0] if hosted else find_model_dir(model)[1] if Path(model).is_dir() else None
     eval_cfg = run_cfg.eval if run_cfg else EvalConfig()
 
     # Resolve everything that can fail before loading any model.
@@ -104,7 +115,7 @@ def evaluate(
         console.print(
             "[yellow]no base model to compare with (not a run directory and no --base): evaluating one model[/]"
         )
-    val, val_source = _validation_conversations(run_cfg, val_file)
+    val, val_source = _validation_conversations(run_cfg, val_file) if hosted is None else ([], None)
     system = system if system is not None else default_system_prompt(model)
     settings = GenerationSettings(
         temperature=0.0, max_new_tokens=max_new_tokens or eval_cfg.suite_max_new_tokens
@@ -120,8 +131,14 @@ def evaluate(
     runs = {"finetuned": _run_model(model, None, items, val, settings, system, run_cfg, judge_obj, console)}
     if base_name:
         base_cfg = run_cfg.model if run_cfg and base_name == run_cfg.model.name else None
+        base_provider = None
+        if hosted is not None and base_cfg is not None:  # the hosted base, through the same endpoint
+            from chattune.hosted.client import make_client
+            from chattune.provider import OpenAIProvider
+
+            base_provider = OpenAIProvider(base_name, make_client(hosted[0].openai), base_name)
         runs["base"] = _run_model(
-            base_name, base_cfg, items, val, settings, system, run_cfg, judge_obj, console
+            base_name, base_cfg, items, val, settings, system, run_cfg, judge_obj, console, base_provider
         )
 
     metrics = build_metrics(
@@ -134,6 +151,7 @@ def evaluate(
             "validation_set": val_source,
             "generation": {**asdict(settings), "system_prompt": system},
             "judge": judge.model if judge else None,
+            **({"openai_job": _job_summary(hosted[1])} if hosted else {}),
         },
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,15 +187,22 @@ def _run_model(
     run_cfg: RunConfig | None,
     judge: Judge | None,
     console: Console,
+    provider: Provider | None = None,
 ) -> ModelRun:
-    with console.status(f"loading {name} ..."):
-        model, tokenizer = _load(name, model_cfg)
+    from chattune.provider import LocalProvider, complete, open_provider
+
+    if provider is None:
+        with console.status(f"loading {name} ..."):
+            provider = open_provider(name, model_cfg)
     run = ModelRun(name)
-    if val:
+    if val and isinstance(provider, LocalProvider):
         with console.status(f"{name}: validation loss on {len(val)} conversations ..."):
-            run.validation = validation(model, tokenizer, val, run_cfg or RunConfig())
-    run.rows = answer_items(model, tokenizer, items, settings, system=system, console=console, label=name)
-    del model
+            run.validation = validation(provider.model, provider.tokenizer, val, run_cfg or RunConfig())
+    if isinstance(provider, LocalProvider):
+        provider.model.eval()
+    answer = functools.partial(complete, provider)
+    run.rows = answer_with(answer, items, settings, system=system, console=console, label=name)
+    del provider, answer  # free the model's memory before the next one loads
     gc.collect()
     if judge is not None:
         for item, row in zip(items, run.rows, strict=True):
@@ -185,19 +210,6 @@ def _run_model(
             row["judge_reason"] = verdict.reason
             row.update(M.score_answer(item, row["answer"], judge_score=verdict.score))
     return run
-
-
-def _load(name: str, model_cfg: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model by name; the run's own base is loaded with the run's model section (chat template, revision)."""
-    import torch
-
-    from chattune.model import load_for_inference, load_model_and_tokenizer
-
-    if model_cfg is None:
-        model, tokenizer, _ = load_for_inference(name)
-        return model, tokenizer
-    model, tokenizer = load_model_and_tokenizer(model_cfg)
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer
 
 
 def _validation_conversations(
@@ -256,11 +268,36 @@ def answer_items(
     """Answer every item (after one untimed warm-up), returning answer, timings and scores per item."""
     was_training = model.training
     model.eval()
+    try:
+        return answer_with(
+            lambda m, s: generate_reply(model, tokenizer, m, s),
+            items,
+            settings,
+            system=system,
+            console=console,
+            label=label,
+            warmup=warmup,
+        )
+    finally:
+        model.train(was_training)
+
+
+def answer_with(
+    reply: Callable[[list[dict[str, str]], GenerationSettings], Reply],
+    items: list[SuiteItem],
+    settings: GenerationSettings,
+    *,
+    system: str | None = None,
+    console: Console | None = None,
+    label: str = "answering",
+    warmup: bool = True,
+) -> list[dict[str, Any]]:
+    """answer_items for any way of getting a reply (a local model, an API)."""
     if warmup and items:
         short = GenerationSettings(
             temperature=0.0, max_new_tokens=min(WARMUP_TOKENS, settings.max_new_tokens)
         )
-        generate_reply(model, tokenizer, items[0].with_system(system), short)
+        reply(items[0].with_system(system), short)
     rows = []
     progress = Progress(
         TextColumn("{task.description}"),
@@ -274,21 +311,33 @@ def answer_items(
     with progress:
         task = progress.add_task(label, total=len(items))
         for item in items:
-            reply = generate_reply(model, tokenizer, item.with_system(system), settings)
+            r = reply(item.with_system(system), settings)
             row: dict[str, Any] = {
-                "answer": reply.text,
-                "ttft": reply.time_to_first_token,
-                "latency": reply.total_time,
-                "tokens_per_s": reply.tokens_per_second,
-                "answer_tokens": float(reply.completion_tokens),
-                "truncated": float(reply.finish_reason == "length"),
-                "detected": detect(reply.text),
+                "answer": r.text,
+                "ttft": r.time_to_first_token,
+                "latency": r.total_time,
+                "tokens_per_s": r.tokens_per_second,
+                "answer_tokens": float(r.completion_tokens),
+                "truncated": float(r.finish_reason == "length"),
+                "detected": detect(r.text),
             }
-            row.update(M.score_answer(item, reply.text))
+            row.update(M.score_answer(item, r.text))
             rows.append(row)
             progress.advance(task)
-    model.train(was_training)
     return rows
+
+
+def _job_summary(state: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "job_id",
+        "model",
+        "fine_tuned_model",
+        "method",
+        "hyperparameters",
+        "trained_tokens",
+        "result_metrics",
+    )
+    return {k: state.get(k) for k in keys}
 
 
 def _make_judge(cfg: TeacherConfig | None) -> Judge | None:
