@@ -1,43 +1,200 @@
 """The OpenAI-compatible server, driven by the official openai client over real HTTP on loopback."""
 
+import threading
+import time
+
+import httpx
 import pytest
 
 from chattune.model import load_for_inference
+from chattune.serve import ServeConfig, create_app
 from conftest import serve_in_thread
 
+KEY = "test-key"
 
-@pytest.fixture
-def server(tiny_model_dir):
-    from chattune.serve import create_app
 
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
     model, tokenizer, _ = load_for_inference(str(tiny_model_dir))
-    app = create_app(model, tokenizer, model_name="tiny", system_prompt="you are kit", max_new_tokens=8)
-    with serve_in_thread(app) as url:
+    return model, tokenizer
+
+
+def start(tiny, **config):
+    model, tokenizer = tiny
+    cfg = ServeConfig(**{"max_new_tokens": 8, **config})
+    return serve_in_thread(
+        create_app(model, tokenizer, model_name="tiny", system_prompt="you are kit", config=cfg)
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tiny):
+    with start(tiny, api_key=KEY, max_body_bytes=4096) as url:
         yield url
 
 
-def test_openai_client_gets_a_completion_and_a_stream(server):
+def client(url, key=KEY):
     from openai import OpenAI
 
-    client = OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=30)
-    assert [m.id for m in client.models.list().data] == ["tiny"]
-    messages = [{"role": "user", "content": "hello"}]
-    done = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=6)
+    return OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
+
+
+def slow_forward(model, seconds):
+    """Each forward pass sleeps first, so a request stays in its slot long enough to observe."""
+    forward = model.forward
+
+    def slowed(*args, **kwargs):
+        time.sleep(seconds)
+        return forward(*args, **kwargs)
+
+    return slowed
+
+
+def assert_openai_error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    return error
+
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def test_openai_client_gets_a_completion_and_a_stream(server):
+    c = client(server)
+    assert [m.id for m in c.models.list().data] == ["tiny"]
+    done = c.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=6)
     choice = done.choices[0]
     assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
     assert choice.finish_reason in ("stop", "length") and 0 < done.usage.completion_tokens <= 6
     assert done.usage.prompt_tokens > 3  # the run's system prompt was prepended
-    streamed = client.chat.completions.create(
-        model="tiny", messages=messages, temperature=0, max_tokens=6, stream=True
+    streamed = c.chat.completions.create(
+        model="tiny", messages=MESSAGES, temperature=0, max_tokens=6, stream=True
     )
-    pieces = [c.choices[0].delta.content or "" for c in streamed]
+    pieces = [ch.choices[0].delta.content or "" for ch in streamed]
     assert "".join(pieces).strip() == choice.message.content  # greedy: same answer either way
 
 
-def test_bad_request_is_rejected_with_422(server):
-    import httpx
+def test_text_parts_developer_role_seed_and_plain_completions(server):
+    c = client(server)
+    parts = [
+        {"role": "developer", "content": "you are kit"},
+        {"role": "user", "content": [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}]},
+    ]
+    a = c.chat.completions.create(model="tiny", messages=parts, temperature=0, max_tokens=6)
+    b = c.chat.completions.create(
+        model="tiny", messages=[{"role": "system", "content": "you are kit"}, *MESSAGES], max_tokens=6,
+        temperature=0,
+    )  # fmt: skip
+    assert a.choices[0].message.content == b.choices[0].message.content
+    seeded = [
+        c.chat.completions.create(model="tiny", messages=MESSAGES, temperature=1.5, seed=7, max_tokens=8)
+        for _ in range(2)
+    ]
+    assert seeded[0].choices[0].message.content == seeded[1].choices[0].message.content
+    plain = c.completions.create(model="tiny", prompt="the kettle", max_tokens=5, temperature=0)
+    assert plain.choices[0].finish_reason in ("stop", "length") and plain.usage.completion_tokens <= 5
 
-    r = httpx.post(
-        f"{server}/chat/completions", json={"messages": [{"role": "wizard", "content": "x"}]}, timeout=10
+
+def test_no_key_or_a_wrong_key_gets_401(server):
+    import openai
+
+    with pytest.raises(openai.AuthenticationError) as e:
+        client(server, key="wrong").chat.completions.create(model="tiny", messages=MESSAGES)
+    assert e.value.status_code == 401 and e.value.body["code"] == "invalid_api_key"
+    assert_openai_error(httpx.post(f"{server}/chat/completions", json={}), 401)
+    assert httpx.get(server.removesuffix("/v1") + "/health").status_code == 200  # probes need no key
+
+
+def test_bad_requests_get_openai_shaped_errors(server):
+    import openai
+
+    auth = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    url = f"{server}/chat/completions"
+    error = assert_openai_error(
+        httpx.post(url, content=b'{"model": "tiny", "messages": [', headers=auth), 400
     )
-    assert r.status_code == 422
+    assert "not valid JSON" in error["message"]
+    assert_openai_error(httpx.post(url, content=b"x" * 5000, headers=auth), 413)
+    assert_openai_error(httpx.get(f"{server}/nowhere", headers=auth), 404)
+    assert_openai_error(httpx.get(url, headers=auth), 405)
+    c = client(server)
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model="tiny", messages=[{"role": "wizard", "content": "x"}])
+    assert e.value.body["param"] == "messages.0.role"
+    with pytest.raises(openai.BadRequestError, match="only n=1"):
+        c.chat.completions.create(model="tiny", messages=MESSAGES, n=2)
+    with pytest.raises(openai.BadRequestError, match="tools: unsupported field"):
+        c.chat.completions.create(model="tiny", messages=MESSAGES, tools=[])
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+
+def test_long_prompts_get_400_and_max_tokens_is_capped_by_the_context(server, tiny):
+    import openai
+
+    c = client(server)
+    context = tiny[0].config.max_position_embeddings
+    with pytest.raises(openai.BadRequestError, match=f"context is {context} tokens") as e:
+        c.completions.create(model="tiny", prompt="hello " * (context + 10), max_tokens=4)
+    assert e.value.body["code"] == "context_length_exceeded"
+    words = context
+    while (n := len(tiny[1]("hello " * words)["input_ids"])) > context - 3:
+        words -= 1
+    prompt = "hello " * words
+    capped = c.completions.create(model="tiny", prompt=prompt, max_tokens=10_000, temperature=0)
+    assert 0 < context - n <= 10 and capped.usage.completion_tokens == context - n
+
+
+def test_stop_strings_end_the_reply(server):
+    c = client(server)
+    full = c.completions.create(model="tiny", prompt="the kettle", max_tokens=8, temperature=0)
+    text = full.choices[0].text
+    if len(text) < 3:
+        pytest.skip("the tiny model's greedy reply is too short to cut")
+    cut = c.completions.create(model="tiny", prompt="the kettle", max_tokens=8, temperature=0, stop=text[2:4])
+    assert cut.choices[0].text == text[:2] and cut.choices[0].finish_reason == "stop"
+
+
+def test_twenty_concurrent_streams_all_finish(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        stream = client(server).chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": f"hello {i}"}], max_tokens=8, stream=True
+        )
+        return [ch.choices[0].finish_reason for ch in stream if ch.choices][-1]
+
+    with ThreadPoolExecutor(20) as pool:
+        reasons = list(pool.map(one, range(20)))
+    assert len(reasons) == 20 and set(reasons) <= {"stop", "length"}
+    metrics = httpx.get(server.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    assert "chattune_time_to_first_token_seconds_count" in metrics.text
+
+
+def test_a_cancelled_stream_frees_its_slot_and_a_full_queue_gets_429(tiny, monkeypatch):
+    import openai
+
+    model, _ = tiny
+    monkeypatch.setattr(model, "forward", slow_forward(model, 0.02))
+    with start(tiny, max_batch=1, max_queue=1, max_new_tokens=400) as url:
+        health = url.removesuffix("/v1") + "/health"
+        c = client(url)
+        # greedy, the tiny model repeats "hello" and never ends its turn: only the client can stop it
+        long = dict(model="tiny", prompt="hello", max_tokens=400, temperature=0, stream=True)
+        stream = c.completions.create(**long)
+        next(iter(stream))
+        assert httpx.get(health).json()["active"] == 1
+        waiting = threading.Thread(target=lambda: list(c.completions.create(**long)), daemon=True)
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while httpx.get(health).json()["queued"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(openai.RateLimitError) as e:
+            c.completions.create(model="tiny", prompt="hello", max_tokens=2)
+        assert e.value.response.headers["retry-after"] == "1" and e.value.body["code"] == "queue_full"
+        stream.close()  # the client goes away mid-reply
+        deadline = time.monotonic() + 10
+        while httpx.get(health).json()["queued"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(health).json()["queued"] == 0  # the waiting request took the freed slot

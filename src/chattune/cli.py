@@ -342,11 +342,34 @@ def serve(
     max_new_tokens: Annotated[
         int, typer.Option(min=1, help="Default reply limit when a request sets none.")
     ] = 512,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHATTUNE_API_KEY",
+            help="Clients must send it as a Bearer token. Required off loopback.",
+            show_default=False,
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int | None, typer.Option(min=1, help="Requests decoded together.", show_default=False)
+    ] = None,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(min=0, help="Requests waiting for a slot; more get 429.", show_default=False),
+    ] = None,
 ) -> None:
-    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, streaming included)."""
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, streaming)."""
+    from chattune.serve import ServeConfig
     from chattune.serve import serve as run_server
 
-    run_server(model, host=host, port=port, max_new_tokens=max_new_tokens)
+    given = dict(api_key=api_key, max_batch=max_batch, max_queue=max_queue)
+    config = ServeConfig(
+        host=host,
+        port=port,
+        max_new_tokens=max_new_tokens,
+        **{k: v for k, v in given.items() if v is not None},  # unset: ServeConfig's defaults
+    )
+    run_server(model, config)
 
 
 @app.command("export")

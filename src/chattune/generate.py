@@ -121,6 +121,16 @@ class Generation:
         reply.finish_reason = "length" if reply.completion_tokens >= s.max_new_tokens else "stop"
 
 
+def end_of_turn_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Token ids that end a reply: the generation config's eos ids (chat models list their end-of-turn
+    token there) and the tokenizer's eos token."""
+    ids = getattr(model.generation_config, "eos_token_id", None)
+    found = set(ids if isinstance(ids, list) else [] if ids is None else [ids])
+    if tokenizer.eos_token_id is not None:
+        found.add(int(tokenizer.eos_token_id))
+    return found
+
+
 def generate_reply(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
