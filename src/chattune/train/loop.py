@@ -17,6 +17,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -46,6 +48,7 @@ from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
 from chattune.train.schedule import lr_at
 from chattune.train.setup import build_model, stats_table, tokenize_data
+from chattune.train.status import memory_gb, write_status
 
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
 
@@ -86,6 +89,8 @@ def run(
     run_dir = cfg.run_dir
     resume_from = _prepare_run_dir(cfg, resume, console) if main else None
     resume_from = _broadcast_path(accelerator, resume_from)
+    if main:
+        write_status(run_dir, "running", resumed_from=str(resume_from) if resume_from else None)
     set_seed(cfg.train.seed)
 
     # ---- data -------------------------------------------------------------------------------------
@@ -198,9 +203,10 @@ def run(
     )
     task = progress.add_task("train", total=total_steps, completed=state.step, info="")
     restore_gqa = _grouped_kv_in_cpu_attention(accelerator.device)
+    stop = _StopOnSigterm()
     try:
         with progress:
-            while state.step < total_steps and not state.stopped_early:
+            while state.step < total_steps and not state.stopped_early and not stop.requested:
                 window = [
                     micro_batch(m) for m in range(state.micro_step, state.micro_step + cfg.train.grad_accum)
                 ]
@@ -258,6 +264,7 @@ def run(
                         "tokens_per_second": tokens_since * world / elapsed,
                         "trained_tokens_per_second": totals[2] / elapsed,
                         "seconds_per_step": elapsed / window_steps,
+                        "memory_gb": memory_gb(accelerator.device),
                     }
                     state.tokens_seen += tokens_since * world
                     state.targets_seen += int(totals[2])
@@ -302,24 +309,59 @@ def run(
                     or (cfg.output.save_every and state.step % cfg.output.save_every == 0)
                     or state.step == total_steps
                     or state.stopped_early
+                    or stop.requested  # SIGTERM: keep everything trained so far for --resume
                 ):
                     state.elapsed_seconds = time.perf_counter() - run_start
                     save()
+    except BaseException as e:
+        if main:
+            write_status(run_dir, "stopped" if isinstance(e, KeyboardInterrupt) else "failed", error=repr(e))
+        raise
     finally:
+        stop.restore()
         restore_gqa()
         if metrics_log:
             metrics_log.close()
+    if stop.requested:
+        latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
+        if latest is None or ckpt.load_state(latest).step != state.step:  # signal came during a save
+            state.elapsed_seconds = time.perf_counter() - run_start
+            save()
+        if main:
+            write_status(run_dir, "stopped", step=state.step)
+            console.print(f"[yellow]stopped at step {state.step} (SIGTERM); continue with --resume[/]")
+        accelerator.wait_for_everyone()
+        return RunResult(run_dir, state.step, state.best_metric, state.best_step, False, last_eval)
 
     # ---- finish -------------------------------------------------------------------------------------
     if main:
         _write_final(cfg, state, data.system_prompt)
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        write_status(run_dir, "finished", step=state.step)
     accelerator.wait_for_everyone()
     return RunResult(run_dir, state.step, state.best_metric, state.best_step, state.stopped_early, last_eval)
 
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
+
+
+class _StopOnSigterm:
+    """SIGTERM (`kill`, the dashboard's stop button) asks the loop to stop after the current step and save
+    a checkpoint, instead of dying mid-step; only the main thread can own a signal handler."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
