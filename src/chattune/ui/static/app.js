@@ -111,14 +111,21 @@ async function viewRuns() {
 
 // ---- one run -------------------------------------------------------------------------------------
 async function viewRun(id) {
-  const d = await api(`/api/runs/${enc(id)}/detail`);
+  const r = await api(`/api/runs/${enc(id)}/detail`, { allowError: true });
+  if (r.status === 404) {  // a job just started: its process writes the run directory in a few seconds
+    $main.replaceChildren(h("h1", {}, id), h("p", { class: "muted", id: "run-waiting" }, "waiting for the run to start… (see its log under Launch → Jobs)"));
+    const t = setTimeout(() => { if (location.hash === `#/run/${enc(id)}`) route(); }, 1500); cleanup.push(() => clearTimeout(t));
+    return;
+  }
+  if (r.status >= 400) throw new Error(JSON.stringify(r.body.detail));
+  const d = r.body;
   const stateEl = h("span", { id: "run-state" }, badge(d.state));
   const stopBtn = h("button", { class: "danger", id: "stop-btn", onclick: async () => { await api(`/api/runs/${enc(id)}/stop`, { method: "POST" }); stopBtn.disabled = true; stopBtn.textContent = "stopping…"; } }, "Stop");
   const resumeBtn = h("button", { id: "resume-btn", onclick: async () => { await api(`/api/runs/${enc(id)}/resume`, { method: "POST" }); resumeBtn.disabled = true; } }, "Resume");
   const setState = s => { stateEl.replaceChildren(badge(s)); stopBtn.hidden = s !== "running"; resumeBtn.hidden = s === "running" || s === "finished"; };
   setState(d.state);
   const charts = h("div", { class: "charts", id: "run-charts" });
-  const counter = h("span", { class: "muted", id: "point-count" });
+  const counter = h("span", { class: "muted", id: "point-count" }, "0 records");
   $main.replaceChildren(
     h("h1", {}, `${d.id} `, stateEl, " ", stopBtn, " ", resumeBtn),
     h("p", { class: "muted" }, `${d.model || ""} · ${d.method || ""} · ${d.path}`, " · ", counter),
@@ -215,7 +222,7 @@ async function viewLaunch(params) {
     const r = await api("/api/jobs", { json: body, allowError: true });
     if (r.status === 422 && r.body.problems) showProblems(r.body.problems);
     else if (r.status >= 400) problems.replaceChildren(h("p", { class: "problems" }, JSON.stringify(r.body.detail)));
-    else { loadJobs(); if (r.body.run && kind.value === "train") setTimeout(() => location.hash = `#/run/${enc(r.body.run)}`, 1500); }
+    else { loadJobs(); if (r.body.run && kind.value === "train") location.hash = `#/run/${enc(r.body.run)}`; }
   };
   const showLog = async id => { const j = await api(`/api/jobs/${id}`); logEl.hidden = false; logEl.textContent = `$ chattune ${j.argv.slice(2).join(" ")}\n\n${j.log_tail}`; };
   const loadJobs = async () => {
