@@ -14,7 +14,7 @@ from chattune.config import RunConfig
 from chattune.errors import ChattuneError
 from chattune.train.status import read_status, write_status
 from chattune.ui.app import create_app, serve_ui
-from conftest import serve_in_thread, write_jsonl
+from conftest import serve_in_thread, tiny_run_config, write_jsonl
 
 HEADERS = {"x-chattune": "1"}
 
@@ -247,3 +247,27 @@ def test_cli_ui_refuses_the_network_without_a_token(tmp_path):
 
     r = CliRunner().invoke(app, ["ui", "--runs", str(tmp_path), "--host", "0.0.0.0"])
     assert r.exit_code == 2 and "--token" in r.output
+
+
+def test_sigterm_stops_training_with_a_checkpoint_and_resume_finishes(tmp_path, tiny_model_dir, train_file):
+    """What the dashboard's stop button does to a run: finish the step, save, say `stopped`; then resume."""
+    import os
+    import signal
+
+    from chattune.train import checkpoint as ckpt
+    from chattune.train import run
+    from chattune.train.status import RunStopped
+
+    cfg = tiny_run_config(tiny_model_dir, train_file, tmp_path, "output.tensorboard=false")
+
+    def stop_at_first_eval(step: int, metrics: dict) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop: no process dies here
+
+    with pytest.raises(RunStopped, match="stopped at step 4"):
+        run(cfg, on_eval=stop_at_first_eval)
+    assert read_status(cfg.run_dir)["state"] == "stopped"
+    assert ckpt.load_state(ckpt.latest_checkpoint(cfg.run_dir / "checkpoints")).step == 4
+    assert not (cfg.run_dir / "final").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    result = run(cfg, resume=True)
+    assert result.steps == 12 and read_status(cfg.run_dir)["state"] == "finished"

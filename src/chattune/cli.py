@@ -66,9 +66,14 @@ def train(
     """Fine-tune a model (full, LoRA or QLoRA) with loss on assistant tokens only."""
     from chattune.config import load_config
     from chattune.train import run
+    from chattune.train.status import RunStopped
 
     cfg = load_config(config, overrides)
-    result = run(cfg, resume=resume, console=console)
+    try:
+        result = run(cfg, resume=resume, console=console)
+    except RunStopped as e:  # asked to stop: not an error, but not done either (128 + SIGTERM)
+        console.print(f"[yellow]{e}[/]", highlight=False)
+        raise typer.Exit(143) from None
     console.print(f"[bold green]done[/] {result.summary()}")
 
 

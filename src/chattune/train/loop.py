@@ -48,7 +48,7 @@ from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
 from chattune.train.schedule import lr_at
 from chattune.train.setup import build_model, stats_table, tokenize_data
-from chattune.train.status import memory_gb, write_status
+from chattune.train.status import RunStopped, memory_gb, write_status
 
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
 
@@ -329,9 +329,9 @@ def run(
             save()
         if main:
             write_status(run_dir, "stopped", step=state.step)
-            console.print(f"[yellow]stopped at step {state.step} (SIGTERM); continue with --resume[/]")
         accelerator.wait_for_everyone()
-        return RunResult(run_dir, state.step, state.best_metric, state.best_step, False, last_eval)
+        # Raised, not returned: a caller such as a sweep must not take a stopped run for a finished one.
+        raise RunStopped(f"{run_dir}: stopped at step {state.step} (SIGTERM); continue it with --resume")
 
     # ---- finish -------------------------------------------------------------------------------------
     if main:

@@ -20,8 +20,14 @@ from typing import Any, Literal
 
 import psutil
 
+from chattune.errors import ChattuneError
+
 STATUS_FILE = "status.json"
 State = Literal["running", "finished", "failed", "stopped"]
+
+
+class RunStopped(ChattuneError):
+    """Training stopped on request (SIGTERM) after saving a checkpoint; `train --resume` continues it."""
 
 
 def write_status(run_dir: Path, state: State, **extra: Any) -> None:

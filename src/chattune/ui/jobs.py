@@ -103,7 +103,7 @@ class Jobs:
         rc_file = self.dir / f"{record['id']}.rc"
         rc = rc_file.read_text().strip() if rc_file.is_file() else None
         if rc:
-            state = "finished" if rc == "0" else f"exit {rc}"
+            state = {"0": "finished", "143": "stopped"}.get(rc, f"exit {rc}")  # 143: train stopped on SIGTERM
         else:
             state = "running" if _alive(record["pid"], record["pid_started"]) else "ended"
         return {**record, "state": state, "returncode": int(rc) if rc and rc.lstrip("-").isdigit() else None}
