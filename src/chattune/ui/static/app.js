@@ -25,6 +25,8 @@ async function api(path, opts = {}) {
   return opts.allowError ? { status: r.status, body } : body;
 }
 const fmt = (v, d = 4) => v === null || v === undefined || Number.isNaN(v) ? "" : (typeof v === "number" ? (Math.abs(v) >= 1000 ? v.toFixed(0) : +v.toPrecision(d)) : v);
+// small values (learning rates) need exponents, or every tick reads 0
+const axisNum = v => v == null ? "" : v === 0 ? "0" : Math.abs(v) < 0.01 || Math.abs(v) >= 1e5 ? v.toExponential(1) : +v.toPrecision(3);
 const dur = s => s == null ? "" : s < 90 ? `${s.toFixed(0)} s` : s < 5400 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`;
 const badge = s => h("span", { class: `badge s-${String(s).split(" ")[0]}` }, s);
 const enc = s => s.split("/").map(encodeURIComponent).join("/");
@@ -53,7 +55,7 @@ function chart(container, title, series, opts = {}) {
     const width = Math.max(300, box.clientWidth - 16);
     state.plot = new uPlot({
       width, height: 220, scales: { x: { time: false }, y: opts.log ? { distr: 3 } : {} },
-      axes: [{ label: "step" }, { size: 60 }],
+      axes: [{ label: "step" }, { size: 64, values: (u, vals) => vals.map(axisNum) }],
       series: [{ label: "step" }, ...live.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
         points: { show: s.sparse ? true : undefined, size: 6 } }))],
     }, data, box);
