@@ -400,5 +400,23 @@ def export_cmd(
     export(source, cfg, console=console)
 
 
+@app.command()
+@reports_errors
+def ui(
+    runs: Annotated[Path, typer.Option(help="Folder of run directories to show.")] = Path("runs"),
+    host: Annotated[
+        str, typer.Option(help="Interface to bind. Loopback by default; any other needs --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 7860,
+    token: Annotated[
+        str | None, typer.Option(help="Shared secret required on every request (open /?token=...).")
+    ] = None,
+) -> None:
+    """A local web dashboard: runs with live curves, compare, sweeps, launch and stop jobs, chat, data."""
+    from chattune.ui.app import serve_ui
+
+    serve_ui(runs, host=host, port=port, token=token)
+
+
 def main() -> None:  # pragma: no cover - entry point
     sys.exit(app())

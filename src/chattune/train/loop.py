@@ -53,6 +53,7 @@ from chattune.train.recipe import Choice, describe
 from chattune.train.schedule import lr_at
 from chattune.train.setup import apply_recipe, build_model, print_recipe, stats_table, tokenize_data
 from chattune.train.setup import total_steps as run_total_steps
+from chattune.train.status import write_status
 
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
 
@@ -93,6 +94,8 @@ def run(
     run_dir = cfg.run_dir
     candidates = _prepare_run_dir(cfg, resume, console) if main else []
     candidates = _broadcast_paths(accelerator, candidates)
+    if main:  # read by the dashboard; a process that dies without a word is caught by its pid check
+        write_status(run_dir, "running", resumed=resume)
     set_seed(cfg.train.seed)
 
     # ---- data -------------------------------------------------------------------------------------
@@ -380,6 +383,11 @@ def run(
                         f"{ckpt.checkpoint_dir(run_dir / 'checkpoints', state.step)}; continue with --resume",
                         stop.signum or signal.SIGTERM,
                     )
+    except BaseException as e:
+        if main:
+            stopped = isinstance(e, TrainingInterrupted | KeyboardInterrupt)
+            write_status(run_dir, "stopped" if stopped else "failed", step=state.step, error=str(e))
+        raise
     finally:
         restore_gqa()
         if metrics_log:
@@ -389,6 +397,7 @@ def run(
     if main:
         _write_final(cfg, state, data.system_prompt)
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        write_status(run_dir, "finished", step=state.step)
     accelerator.wait_for_everyone()
     return RunResult(run_dir, state.step, state.best_metric, state.best_step, state.stopped_early, last_eval)
 
