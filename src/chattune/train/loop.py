@@ -102,7 +102,7 @@ def run(
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_data(cfg, tokenizer)
     cfg, choices = apply_recipe(cfg, data, accelerator.num_processes)
-    if resume_from is not None:  # the run goes on with what it started with (a timed probe may differ)
+    if resume and candidates:  # the run goes on with what it started with (a timed probe may differ)
         cfg, choices = _recorded_recipe(run_dir, cfg, choices)
     if main:
         print_recipe(choices, console)

@@ -20,8 +20,6 @@ from typing import Any, Literal
 
 import psutil
 
-from chattune.errors import ChattuneError
-
 STATUS_FILE = "status.json"
 State = Literal["running", "finished", "failed", "stopped"]
 
