@@ -66,6 +66,7 @@ def test_train_logs_real_tokens_and_seconds_per_step(tiny_model_dir, tmp_path):
             "train.max_steps=3",
             "train.log_every=1",
             "train.batch_size=2",
+            "train.recipe=manual",
             "eval.every_steps=null",
             "output.tensorboard=false",
             f"output.dir={tmp_path / 'runs'}",

@@ -89,7 +89,10 @@ def run(
     precision = resolve_precision(cfg.train.precision)
     mixed_precision = {"fp32": "no"}.get(precision, precision)
     _forget_other_precision(mixed_precision)
-    accelerator = Accelerator(mixed_precision=mixed_precision)
+    # accelerate takes a torchrun launch without CUDA for N independent single processes unless told
+    # it is on CPU: each would then train alone on the same rows and write the same run directory.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu)
     main = accelerator.is_main_process
     run_dir = cfg.run_dir
     candidates = _prepare_run_dir(cfg, resume, console) if main else []
@@ -367,6 +370,11 @@ def run(
                         )
                     if on_eval is not None:
                         on_eval(state.step, last_eval)
+                    # A signal that arrived during the evaluation stops the run here, not a step later.
+                    late = torch.tensor([float(stop.signum is not None)], device=accelerator.device)
+                    if world > 1:
+                        late = accelerator.reduce(late, "sum")
+                    stop_requested = stop_requested or bool(late[0] > 0)
                 if (
                     evaluated
                     or (cfg.output.save_every and state.step % cfg.output.save_every == 0)
