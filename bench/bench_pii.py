@@ -15,8 +15,8 @@ import re
 
 import phonenumbers
 
+from chattune.config.prepare import PiiConfig
 from chattune.data.pii import redact
-from chattune.data.prepare_config import PiiConfig
 
 NUMBERS = [
     "+61 2 5550 1164",

@@ -135,8 +135,8 @@ def main() -> None:
 
     from rich.console import Console
 
+    from chattune.config.prepare import PrepareConfig
     from chattune.data.prepare import run
-    from chattune.data.prepare_config import PrepareConfig
     from chattune.data.report import print_summary
 
     if args.tokenizer == "embedded":

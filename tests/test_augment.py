@@ -12,13 +12,12 @@ import yaml
 from typer.testing import CliRunner
 
 from chattune.augment import ops
-from chattune.augment.config import AugmentConfig
 from chattune.augment.run import augment_text, run
 from chattune.cli import app
-from chattune.config import load_config
+from chattune.config import TeacherConfig, load_config
+from chattune.config.augment import AugmentConfig
 from chattune.data.conversation import read_jsonl
 from chattune.errors import ConfigError
-from chattune.teacher import TeacherConfig
 from test_teacher import OpenAIStub
 
 SYSTEM = {"role": "system", "content": "You are Kit."}

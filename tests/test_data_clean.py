@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from chattune.config.prepare import DedupeConfig, NoiseConfig, PiiConfig, TextConfig
 from chattune.data.clean import drop_empty_turns, fix_text, noise_reason, truncate_front
 from chattune.data.dedupe import DuplicateFinder
 from chattune.data.glossary import Glossary
 from chattune.data.pii import luhn_ok, redact
-from chattune.data.prepare_config import DedupeConfig, NoiseConfig, PiiConfig, TextConfig
 from chattune.data.validate import check_record, openai_estimate, token_stats
 
 

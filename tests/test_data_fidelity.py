@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from chattune.config.prepare import PrepareConfig
 from chattune.data.prepare import run
-from chattune.data.prepare_config import PrepareConfig
 
 _spec = importlib.util.spec_from_file_location(
     "build_fidelity", Path(__file__).parent / "data/prepare/build_fidelity.py"

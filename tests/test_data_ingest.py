@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from chattune.config.prepare import SourceConfig
 from chattune.data.ingest import iter_source
-from chattune.data.prepare_config import SourceConfig
 from chattune.errors import DataError
 
 PAIR = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from chattune.cli import app
 from chattune.config import DataConfig, load_config
+from chattune.config.prepare import PrepareConfig
 from chattune.data.conversation import read_jsonl
 from chattune.data.prepare import resolve_training_files, run
-from chattune.data.prepare_config import PrepareConfig
 
 _spec = importlib.util.spec_from_file_location(
     "build_messy", Path(__file__).parent / "data/prepare/build_messy.py"

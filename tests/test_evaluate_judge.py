@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from chattune.config import TeacherConfig
 from chattune.evaluate.judge import Judge, judge_messages, parse_verdict
 from chattune.evaluate.suite import Rubric, SuiteItem
-from chattune.teacher import TeacherConfig
 from conftest import serve_in_thread
 
 ITEM = SuiteItem(

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from chattune.cli import app
-from chattune.export.config import ExportConfig
+from chattune.config.export import ExportConfig
 from chattune.export.run import export
 
 PROMPTS = ["hello how can I help", "the kettle needs descaling", "which model do you have?"]

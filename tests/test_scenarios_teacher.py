@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from chattune.config import TeacherConfig
 from chattune.data.conversation import read_jsonl
 from chattune.scenarios import build, load_spec
 from chattune.scenarios.generators import clean_line, grounding, split_passages, teacher_scenes
-from chattune.teacher import Teacher, TeacherConfig
+from chattune.teacher import Teacher
 from test_teacher import OpenAIStub
 
 ROOT = Path(__file__).parents[1]

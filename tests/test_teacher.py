@@ -15,8 +15,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from chattune.config import TeacherConfig
 from chattune.errors import ChattuneError
-from chattune.teacher import Teacher, TeacherConfig
+from chattune.teacher import Teacher
 from conftest import serve_in_thread
 
 Reply = Callable[[list[dict[str, str]]], str]

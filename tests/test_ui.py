@@ -156,8 +156,8 @@ def test_chat_streams_a_reply_from_the_generation_code(client, tiny_model_dir, t
 
 
 def test_data_browser_filters_and_diffs(tmp_path, tiny_tokenizer, client):
+    from chattune.config.prepare import PrepareConfig
     from chattune.data.prepare import run
-    from chattune.data.prepare_config import PrepareConfig
 
     def conv(user: str, reply: str) -> dict:
         return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]}

@@ -111,21 +111,29 @@ def train(
             *(["--resume"] if resume else []),
         ]
         raise typer.Exit(subprocess.call(command))
+    from chattune.evaluate.during_training import suite_metrics
     from chattune.train import run
 
-    result = run(cfg, resume=resume, console=console)
+    scorer = suite_metrics if cfg.eval.suite_file is not None else None
+    result = run(cfg, resume=resume, console=console, suite_metrics=scorer)
     console.print(f"[bold green]done[/] {result.summary()}")
 
 
 @app.command()
 @reports_errors
-def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
+def validate(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    nproc: Annotated[
+        int, typer.Option("--nproc", min=1, help="Processes `train --nproc` will use (for the step count).")
+    ] = 1,
+) -> None:
     """Check a config and its data without training; show one example with the trained tokens marked."""
     from chattune.config import load_config
     from chattune.train.setup import validate_run
 
     cfg = load_config(config, overrides)
-    validate_run(cfg, console=console)
+    validate_run(cfg, console=console, world_size=nproc)
 
 
 @app.command()
@@ -249,8 +257,8 @@ def eval_(
     judge_model: Annotated[str | None, typer.Option(help="Model name the judge endpoint expects.")] = None,
 ) -> None:
     """Score a model on validation data and an eval suite against its base model; write metrics.json and report.html."""
+    from chattune.config import TeacherConfig
     from chattune.evaluate.run import evaluate
-    from chattune.teacher import TeacherConfig
 
     judge = None
     if judge_url or judge_model:
@@ -301,9 +309,9 @@ def scenarios_build(
 @reports_errors
 def augment(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Add varied copies of the user turns of augment.input (default data.train_file); assistant turns unchanged."""
-    from chattune.augment.config import AugmentConfig
     from chattune.augment.run import resolve_input, run
     from chattune.config import load_config
+    from chattune.config.augment import AugmentConfig
 
     cfg = load_config(config, overrides)
     result = run(cfg.augment or AugmentConfig(), resolve_input(cfg), console=console)
@@ -388,7 +396,7 @@ def export_cmd(
     """Export merged weights (safetensors), GGUF for llama.cpp, or GGUF + Modelfile for Ollama, with a model card."""
     from pydantic import ValidationError
 
-    from chattune.export.config import ExportConfig
+    from chattune.config.export import ExportConfig
     from chattune.export.run import export
 
     try:

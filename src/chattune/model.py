@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from chattune.config import EMBEDDED_MODEL, ModelConfig, RunConfig, load_config
 from chattune.errors import ChattuneError
+from chattune.runs import latest_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -180,8 +181,6 @@ def find_model_dir(path: str | Path) -> tuple[Path, RunConfig | None]:
     # keeps its best weights only there, and the newest checkpoint is not the best one.
     candidates = [path / "final", path / "final" / "adapter", path]
     if (path / "checkpoints").is_dir():
-        from chattune.train.checkpoint import latest_checkpoint
-
         latest = latest_checkpoint(path / "checkpoints")
         if latest is not None:
             candidates.insert(2, latest)

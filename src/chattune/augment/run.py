@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import Progress
 
-from chattune.augment.config import AugmentConfig
 from chattune.augment.ops import OPS
+from chattune.config.augment import AugmentConfig
 from chattune.data.conversation import Conversation, Message, iter_jsonl, write_jsonl
 from chattune.errors import ConfigError
 
@@ -158,7 +158,8 @@ class _Paraphraser:
     )
 
     def __init__(self, cfg: AugmentConfig):
-        from chattune.teacher import Teacher, TeacherConfig
+        from chattune.config import TeacherConfig
+        from chattune.teacher import Teacher
 
         self.teacher = Teacher(cfg.teacher or TeacherConfig())
 

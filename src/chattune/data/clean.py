@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chattune.data.prepare_config import NoiseConfig, ScopeConfig, TextConfig
+from chattune.config.prepare import NoiseConfig, ScopeConfig, TextConfig
 
 # Fenced code, inline code and URLs: HTML conversion and glossary terms must leave them alone.
 PROTECTED_RE = re.compile(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from chattune.data.prepare_config import DedupeConfig
+from chattune.config.prepare import DedupeConfig
 
 _NON_WORD = re.compile(r"[^\w]+")
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chattune.config.prepare import ColumnMap, SourceConfig
 from chattune.data.conversation import ROLE_ALIASES
-from chattune.data.prepare_config import ColumnMap, SourceConfig
 from chattune.errors import DataError
 
 # ShareGPT speakers and the role each means; anything else is passed through and counted as an

@@ -19,7 +19,7 @@ import ipaddress
 import re
 from collections import Counter
 
-from chattune.data.prepare_config import PiiConfig
+from chattune.config.prepare import PiiConfig
 
 PLACEHOLDERS = {
     "email": "[EMAIL]",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chattune.config.prepare import PrepareConfig
 from chattune.data import clean
 from chattune.data.conversation import Conversation, Message
 from chattune.data.dedupe import DuplicateFinder, normalised_text, text_hash
@@ -41,7 +42,7 @@ from chattune.data.glossary import Glossary
 from chattune.data.ingest import RawRecord, iter_source
 from chattune.data.parallel import WorkerPool, parallel_map_batches
 from chattune.data.pii import redact
-from chattune.data.prepare_config import PrepareConfig
+from chattune.data.results import EXAMPLE_CHARS, Inspection, PrepareResult, Stats
 from chattune.data.tokenize import ChatRenderer, render_segments, token_ids
 from chattune.data.validate import check_record, openai_estimate, token_stats
 from chattune.errors import ChattuneError, ConfigError, DataError
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from chattune.config import DataConfig
-
-EXAMPLES_PER_FIX = 3
-EXAMPLE_CHARS = 400
 
 
 @dataclass(slots=True)
@@ -79,60 +77,6 @@ class Item:
 
     def drop(self, reason: str, detail: str = "") -> None:
         self.reason, self.detail = reason, detail
-
-
-@dataclass
-class PrepareResult:
-    output_dir: Path
-    n_input: int
-    n_kept: int
-    n_fixed: int
-    n_dropped: int
-    n_train: int  # rows written, mixing copies included
-    n_val: int
-    drops: Counter[str]
-    fixes: Counter[str]
-    stats: dict[str, Any]
-
-    @property
-    def train_file(self) -> Path:
-        return self.output_dir / "train.jsonl"
-
-    @property
-    def val_file(self) -> Path:
-        return self.output_dir / "val.jsonl"
-
-    def summary(self) -> str:
-        return (
-            f"{self.n_input} records in = {self.n_kept} kept ({self.n_fixed} fixed) + {self.n_dropped} dropped; "
-            f"{self.n_train} train / {self.n_val} val rows in {self.output_dir}"
-        )
-
-
-class Stats:
-    """Counters and per-record figures the summary and the report draw from. Figures kept per record
-    are numpy-compatible arrays of small ints, so a million conversations cost a few MB here."""
-
-    def __init__(self) -> None:
-        self.categories: Counter[str] = Counter()
-        self.pii: Counter[str] = Counter()
-        self.glossary: Counter[str] = Counter()
-        self.languages: Counter[str] = Counter()
-        self.examples: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        self.tokens_before: array[int] = array("i")  # every conversation that reached the length check
-        self.scope: dict[str, Any] = {}  # threshold, median, sigma, action, counts
-        self.scope_scores: Any = None  # numpy array of every scored conversation's scope score
-        self.scope_borderline: list[tuple[str, float, str]] = []  # (where, score, preview) by score
-        self.scope_borderline_keys: dict[int, float] = {}  # record key -> score, nearest the threshold
-        # (kept record, duplicates, its first message, some duplicates) of the largest clusters
-        self.top_clusters: list[tuple[str, int, str, str]] = []
-        self.tokens_after: array[int] = array("i")  # kept conversations
-        self.kept_roles: Counter[str] = Counter()
-        self.kept_turns: Counter[int] = Counter()
-
-    def example(self, kind: str, before: str, after: str) -> None:
-        if len(self.examples[kind]) < EXAMPLES_PER_FIX:
-            self.examples[kind].append((before[:EXAMPLE_CHARS], after[:EXAMPLE_CHARS]))
 
 
 @dataclass(slots=True)
@@ -978,21 +922,9 @@ def resolve_training_files(data_cfg: DataConfig) -> tuple[Path, Path | None]:
 # inspect
 
 
-@dataclass
-class Inspection:
-    path: Path
-    records: int
-    valid: int
-    categories: Counter[str]
-    first_errors: dict[str, str]  # category -> where and detail of its first occurrence
-    stats: dict[str, Any]
-    roundtrip_failures: int
-    assistant_tokens: dict[str, float]
-
-
 def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Inspection:
     """Validation and statistics of one file, changing nothing (the lenient reader, the strict checks)."""
-    from chattune.data.prepare_config import SourceConfig
+    from chattune.config.prepare import SourceConfig
 
     categories: Counter[str] = Counter()
     first_errors: dict[str, str] = {}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from chattune.data.prepare import Inspection, PrepareResult, Stats
+    from chattune.data.results import Inspection, PrepareResult, Stats
 
 
 def write_report(out: Path, result: PrepareResult, stats: Stats) -> Path:

@@ -50,7 +50,6 @@ def suite_metrics(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     eval_cfg: EvalConfig,
-    *,
     system: str | None = None,
 ) -> dict[str, float]:
     """Greedy answers to the suite, scored; the model is left in the train/eval mode it came in.

@@ -15,8 +15,9 @@ import json
 import re
 from dataclasses import dataclass
 
+from chattune.config import TeacherConfig
 from chattune.evaluate.suite import SuiteItem
-from chattune.teacher import Teacher, TeacherConfig
+from chattune.teacher import Teacher
 
 JUDGE_SYSTEM = (
     "You are a strict, fair grader of a customer-support assistant. Grade the ASSISTANT ANSWER to the last user "

@@ -19,35 +19,12 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from chattune.config import METRICS
 from chattune.evaluate.behavior import behavior_pass
 from chattune.evaluate.suite import SuiteItem
 
 # Direction of every aggregate key: True = greater is better, False = smaller is better, None = neither.
-HIGHER_IS_BETTER: dict[str, bool | None] = {
-    "score": True,
-    "exact_match": True,
-    "rubric_pass": True,
-    "rubric_checks": True,
-    "behavior_pass": True,
-    "rouge_l": True,
-    "chrf": True,
-    "bleu": True,
-    "judge_score": True,
-    "answer_words": None,
-    "answer_tokens": None,
-    "truncated_rate": False,
-    "ttft_p50": False,
-    "ttft_p95": False,
-    "latency_p50": False,
-    "latency_p95": False,
-    "tokens_per_s_p50": True,
-    "tokens_per_s_p95": True,
-    "val_loss": False,
-    "val_perplexity": False,
-    "val_token_accuracy": True,
-    "val_tokens": None,
-    "n_items": None,
-}
+HIGHER_IS_BETTER: dict[str, bool | None] = {name: m.higher_is_better for name, m in METRICS.items()}
 QUALITY_KEYS = [
     "score",
     "exact_match",

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from chattune.config import METRICS
 from chattune.evaluate.metrics import HIGHER_IS_BETTER
 
 # Rows of the overall table, in reading order; keys that are None for every model are skipped.
@@ -54,29 +55,7 @@ TERMINAL_CATEGORY_KEYS = [
     "latency_p50",
 ]  # fits 80 columns
 CHART_KEYS = ["score", "rubric_pass", "behavior_pass", "rouge_l"]
-LABELS = {
-    "score": "score (mean of applicable checks)",
-    "rubric_pass": "rubric: all checks pass",
-    "rubric_checks": "rubric: checks passed",
-    "behavior_pass": "expected behaviour",
-    "exact_match": "exact match",
-    "rouge_l": "ROUGE-L F1",
-    "chrf": "chrF",
-    "bleu": "BLEU",
-    "judge_score": "LLM judge",
-    "answer_words": "answer words (mean)",
-    "answer_tokens": "answer tokens (mean)",
-    "truncated_rate": "cut at max_new_tokens",
-    "ttft_p50": "time to first token p50 (s)",
-    "ttft_p95": "time to first token p95 (s)",
-    "latency_p50": "latency p50 (s)",
-    "latency_p95": "latency p95 (s)",
-    "tokens_per_s_p50": "tokens/s p50",
-    "tokens_per_s_p95": "tokens/s p95",
-    "val_loss": "validation loss",
-    "val_perplexity": "validation perplexity",
-    "val_token_accuracy": "validation token accuracy",
-}
+LABELS = {name: m.label for name, m in METRICS.items()}
 SHORT = {
     "score": "score",
     "rubric_pass": "rubric",

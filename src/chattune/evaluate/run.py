@@ -42,9 +42,9 @@ from chattune.generate import GenerationSettings, Reply, generate_reply
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from chattune.config import TeacherConfig
     from chattune.evaluate.judge import Judge
     from chattune.provider import Provider
-    from chattune.teacher import TeacherConfig
 
 SCHEMA_VERSION = 1
 WARMUP_TOKENS = 8  # enough to initialise kernels and caches; the warm-up is not timed

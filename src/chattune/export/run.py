@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from chattune.config import RunConfig
+from chattune.config.export import ExportConfig
 from chattune.errors import ChattuneError
 from chattune.export.card import model_card
-from chattune.export.config import ExportConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from chattune.config.hosted import OpenAIConfig
 from chattune.errors import ChattuneError
-from chattune.hosted.config import OpenAIConfig
 
 if TYPE_CHECKING:
     from openai import OpenAI

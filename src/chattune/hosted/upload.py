@@ -66,8 +66,8 @@ class Prepared:
 
 def prepare_file(path: Path, model: str) -> Prepared:
     """Validate every record of `path` for OpenAI fine-tuning; raise DataError at the first fatal one."""
+    from chattune.config.prepare import SourceConfig
     from chattune.data.ingest import iter_source
-    from chattune.data.prepare_config import SourceConfig
 
     count, counter = token_counter(model)
     out: list[bytes] = []

@@ -15,8 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from chattune.config import Section, load_config
-from chattune.teacher import TeacherConfig
+from chattune.config import Section, TeacherConfig, load_config
 
 # The eight behaviours a build covers, as written in meta.category (and in the eval suite).
 CATEGORIES: tuple[str, ...] = (

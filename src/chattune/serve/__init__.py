@@ -10,8 +10,8 @@ Modules: `config` (settings), `protocol` (request bodies, error shape), `engine`
 `metrics` (Prometheus), `app` (routes and guards), `run` (load a model and start uvicorn).
 """
 
+from chattune.config.serve import ServeConfig
 from chattune.serve.app import create_app
-from chattune.serve.config import ServeConfig
 from chattune.serve.run import serve
 
 __all__ = ["ServeConfig", "create_app", "serve"]

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request  # at module level: FastAPI resolves route annotations here
 
+from chattune.config.serve import ServeConfig
 from chattune.generate import GenerationSettings
-from chattune.serve.config import ServeConfig
 from chattune.serve.engine import Engine, Job, QueueFull
 from chattune.serve.metrics import Metrics
 from chattune.serve.protocol import APIError, ChatRequest, CompletionRequest, Sampling, error_body

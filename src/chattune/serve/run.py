@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from chattune.config.serve import ServeConfig
 from chattune.errors import ChattuneError
-from chattune.serve.config import ServeConfig
 
 
 def is_loopback(host: str) -> bool:

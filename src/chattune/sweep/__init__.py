@@ -5,5 +5,5 @@
     run.py     `run_sweep`: the study, its workers, one training run per trial
     report.py  trials table and CSV, plots, summary.html, best.yaml
 
-Nothing is imported here: chattune.config imports `chattune.sweep.config` at its top.
+Nothing is imported here: chattune.config imports `chattune.config.sweep` at its top.
 """

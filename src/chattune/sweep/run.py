@@ -39,8 +39,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chattune.config import RunConfig
+from chattune.config.sweep import SweepConfig
 from chattune.errors import ChattuneError, ConfigError
-from chattune.sweep.config import SweepConfig
+from chattune.evaluate.during_training import suite_metrics
 from chattune.sweep.space import suggest, trial_config, validate_space
 from chattune.train import run as train_run
 from chattune.train.monitor import read_metrics
@@ -263,6 +264,7 @@ class _Objective:
                     resume=resumed is not None,
                     console=Console(file=log, width=120, no_color=True),
                     on_eval=on_eval,
+                    suite_metrics=suite_metrics if run_cfg.eval.suite_file is not None else None,
                 )
             trial.set_user_attr("steps", result.steps)
             trial.set_user_attr("peak_rss_gb", _peak_rss(run_cfg.run_dir / "metrics.jsonl"))

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from chattune.config import RunConfig, describe_error
+from chattune.config.sweep import CategoricalParam, FloatParam, IntParam, Scalar, SweepConfig
 from chattune.errors import ConfigError
-from chattune.sweep.config import CategoricalParam, FloatParam, IntParam, Scalar, SweepConfig
 
 MAX_GRID_CHECKS = (
     10_000  # grid points validated at load; beyond that only a sample (validation is ~0.1 ms each)

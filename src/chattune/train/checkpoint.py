@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -32,9 +31,10 @@ from typing import Any
 import torch
 
 from chattune.errors import ChattuneError
-
-STEP_DIR = re.compile(r"^step-(\d+)$")
-MANIFEST = "manifest.json"
+from chattune.runs import MANIFEST as MANIFEST  # the layout is part of this module's surface
+from chattune.runs import checkpoint_dir as checkpoint_dir
+from chattune.runs import latest_checkpoint as latest_checkpoint
+from chattune.runs import list_checkpoints as list_checkpoints
 
 # Test-only: called with a label at each point of a checkpoint write (tests kill the process there).
 # None in every real run.
@@ -60,10 +60,6 @@ class TrainState:
     stopped_early: bool = False
     nonfinite_steps: int = 0  # optimizer steps skipped for a non-finite loss or gradient
     nonfinite_in_row: int = 0
-
-
-def checkpoint_dir(root: Path, step: int) -> Path:
-    return root / f"step-{step:06d}"
 
 
 def save_checkpoint(
@@ -140,26 +136,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def is_complete(path: Path) -> bool:
-    """Named like a checkpoint and finished (a manifest, or for checkpoints older than manifests, a
-    state.json). `problem()` checks that the contents still match."""
-    return STEP_DIR.match(path.name) is not None and (
-        (path / MANIFEST).is_file() or (path / "state.json").is_file()
-    )
-
-
-def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    if not root.is_dir():
-        return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and is_complete(p)), key=lambda p: p.name)
-
-
-def latest_checkpoint(root: Path) -> Path | None:
-    found = list_checkpoints(root)
-    return found[-1] if found else None
 
 
 def problem(path: Path) -> str | None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -38,8 +39,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from chattune.config import RunConfig, TrainConfig
-from chattune.errors import ChattuneError
+from chattune.config import EvalConfig, RunConfig, TrainConfig
+from chattune.errors import ChattuneError, ConfigError
 from chattune.hardware import resolve_precision
 from chattune.model import load_tokenizer
 from chattune.train import checkpoint as ckpt
@@ -51,11 +52,26 @@ from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
 from chattune.train.recipe import Choice, describe
 from chattune.train.schedule import lr_at
-from chattune.train.setup import apply_recipe, build_model, print_recipe, stats_table, tokenize_data
+from chattune.train.setup import (
+    apply_recipe,
+    build_model,
+    micro_batches_per_epoch,
+    print_recipe,
+    stats_table,
+    tokenize_data,
+)
 from chattune.train.setup import total_steps as run_total_steps
 from chattune.train.status import write_status
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
+# Generation metrics on eval.suite_file at each evaluation: chattune.evaluate.during_training.suite_metrics. Passed in,
+# not imported: evaluation sits above training (it compares trained models), so training must not import it.
+SuiteMetrics = Callable[
+    ["PreTrainedModel", "PreTrainedTokenizerBase", EvalConfig, str | None], dict[str, float]
+]
 
 
 @dataclass
@@ -81,10 +97,16 @@ def run(
     resume: bool = False,
     console: Console | None = None,
     on_eval: EvalCallback | None = None,
+    suite_metrics: SuiteMetrics | None = None,
 ) -> RunResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    if cfg.eval.suite_file is not None and suite_metrics is None:
+        raise ConfigError(
+            "eval.suite_file is set but no suite scorer was passed: call "
+            "run(cfg, suite_metrics=chattune.evaluate.during_training.suite_metrics) (`chattune train` does)"
+        )
     console = console or Console()
     precision = resolve_precision(cfg.train.precision)
     mixed_precision = {"fp32": "no"}.get(precision, precision)
@@ -145,7 +167,7 @@ def run(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     world, rank, batch_size = accelerator.num_processes, accelerator.process_index, cfg.train.batch_size
-    micro_per_epoch = math.ceil(len(rows) / (batch_size * world))
+    micro_per_epoch = micro_batches_per_epoch(len(rows), batch_size, world)
     total_steps = run_total_steps(cfg.train, micro_per_epoch)
     orders: dict[int, list[int]] = {}
 
@@ -185,11 +207,9 @@ def run(
             autocast=accelerator.autocast,
         )
         metrics = metrics_from_sums(accelerator.reduce(sums, "sum"))
-        if cfg.eval.suite_file is not None:  # generation metrics on an eval suite, if configured
-            from chattune.evaluate.during_training import suite_metrics
-
+        if suite_metrics is not None:  # generation metrics on an eval suite, if configured
             with accelerator.autocast():  # the training precision (and LoRA's frozen weights may be bf16)
-                metrics.update(suite_metrics(model, tokenizer, cfg.eval, system=data.system_prompt))
+                metrics.update(suite_metrics(model, tokenizer, cfg.eval, data.system_prompt))
         return metrics
 
     def save() -> None:

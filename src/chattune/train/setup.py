@@ -237,14 +237,20 @@ def stats_table(title: str, stats: TokenizeStats) -> Table:
     return table
 
 
+def micro_batches_per_epoch(n_rows: int, batch_size: int, world_size: int) -> int:
+    """Micro-batches each process runs per epoch: every process takes batch_size rows per micro-batch."""
+    return math.ceil(n_rows / (batch_size * world_size))
+
+
 def total_steps(train: TrainConfig, micro_per_epoch: int) -> int:
     """Optimizer steps of a run: train.max_steps, or the epochs over micro-batches (one formula for
     `validate` and the loop, so both report the same count)."""
     return train.max_steps or max(1, math.ceil(train.epochs * micro_per_epoch / train.grad_accum))
 
 
-def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
-    """`chattune validate`: the config is valid (it loaded); now the data and the chat template."""
+def validate_run(cfg: RunConfig, *, console: Console, world_size: int = 1) -> TokenizedData:
+    """`chattune validate`: the config is valid (it loaded); now the data and the chat template.
+    `world_size`: the processes `chattune train --nproc` will use (they share each optimizer step)."""
     from chattune.model import load_tokenizer
     from chattune.train.batching import pack
 
@@ -253,7 +259,7 @@ def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
     )
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_data(cfg, tokenizer)
-    cfg, choices = apply_recipe(cfg, data)
+    cfg, choices = apply_recipe(cfg, data, world_size)
     print_recipe(choices, console)
     console.print(stats_table("training data", data.train_stats))
     console.print(stats_table("validation data", data.val_stats))
@@ -264,12 +270,11 @@ def validate_run(cfg: RunConfig, *, console: Console) -> TokenizedData:
             f"(indices {data.train_stats.dropped_indices[:10]}{' ...' if data.train_stats.dropped_no_target > 10 else ''})"
         )
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
-    micro_per_epoch = math.ceil(len(rows) / cfg.train.batch_size)
-    steps = total_steps(cfg.train, micro_per_epoch)
+    steps = total_steps(cfg.train, micro_batches_per_epoch(len(rows), cfg.train.batch_size, world_size))
     fill = sum(len(r.input_ids) for r in rows) / (len(rows) * cfg.data.max_length)
     console.print(
         f"{len(data.train)} conversations -> {len(rows)} rows of <= {cfg.data.max_length} tokens "
-        f"({fill:.0%} full); {steps} optimizer steps of {cfg.train.batch_size}x{cfg.train.grad_accum} rows"
+        f"({fill:.0%} full); {steps} optimizer steps of {cfg.train.batch_size}x{cfg.train.grad_accum}x{world_size} rows"
     )
     console.rule("one training example: [bold green]trained tokens[/] and [dim]context[/]")
     console.print(render_trained_markup(data.train[0], tokenizer), highlight=False)

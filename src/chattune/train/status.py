@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import psutil
 
+from chattune.config import greater_is_better
+
 STATUS_FILE = "status.json"
 State = Literal["running", "finished", "failed", "stopped"]
 
@@ -116,7 +118,10 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     eval_cfg = cfg.get("eval") or {}
     metric = eval_cfg.get("metric", "val_loss")
     values = [r[metric] for r in evals if isinstance(r.get(metric), int | float)]
-    higher = metric not in ("val_loss", "val_perplexity") and not metric.endswith("loss")
+    try:
+        higher = greater_is_better(metric)
+    except ValueError:  # a metric this version does not know (the run's config is only JSON here)
+        higher = not metric.endswith("loss")
     best = (max if higher else min)(values) if values else None
     memory = [r["peak_rss_gb"] for r in train if isinstance(r.get("peak_rss_gb"), int | float)]
     started = status.get("started")

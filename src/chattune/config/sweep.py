@@ -9,7 +9,7 @@
         lora.r: {type: categorical, choices: [8, 16, 32]}
 
 Kept free of `chattune.config` imports: config.py imports this module at its top, so importing it back
-would be a cycle (the shared base class lives in chattune.section). That every key of `space` names
+would be a cycle (the shared base class lives in chattune.config.section). That every key of `space` names
 a real config key is checked by `chattune.sweep.space.validate_space`, which needs the whole RunConfig.
 """
 
@@ -20,10 +20,10 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
-from chattune.section import Section
+from chattune.config.metrics import greater_is_better
+from chattune.config.section import Section
 
 Scalar = str | int | float | bool | None
-LOWER_IS_BETTER = ("val_loss", "val_perplexity")
 
 
 class _Section(Section):
@@ -191,14 +191,12 @@ class SweepConfig(_Section):
     def resolved_direction(self) -> Literal["minimize", "maximize"]:
         if self.direction is not None:
             return self.direction
-        return "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
+        return "maximize" if greater_is_better(self.metric) else "minimize"
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepConfig:
         problems = []
-        if self.metric not in (*LOWER_IS_BETTER, "val_token_accuracy") and not self.metric.startswith(
-            "suite_"
-        ):
+        if not (self.metric.startswith(("val_", "suite_")) and _has_direction(self.metric)):
             problems.append(
                 f"metric {self.metric!r} is not val_loss, val_perplexity, val_token_accuracy or suite_*"
             )
@@ -230,3 +228,11 @@ class SweepConfig(_Section):
                 assert spec.values is not None
                 out[key] = list(spec.values)
         return out
+
+
+def _has_direction(metric: str) -> bool:
+    try:
+        greater_is_better(metric)
+    except ValueError:
+        return False
+    return True

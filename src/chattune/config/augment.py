@@ -1,18 +1,13 @@
-"""The `augment:` section of a run config.
-
-Kept free of `chattune.config` imports: config.py imports this module at its top, so importing it back
-would be a cycle (the shared base class lives in chattune.section). The teacher settings are
-validated into a `chattune.teacher.TeacherConfig` lazily, at load time, by a field validator.
-"""
+"""The `augment:` section of a run config."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from chattune.section import Section
+from chattune.config.section import Section
+from chattune.config.teacher import TeacherConfig
 
 
 class AugmentOps(Section):
@@ -68,16 +63,6 @@ class AugmentConfig(Section):
         5, ge=1, description="Re-draws when a copy comes out identical to its original or an earlier copy."
     )
     ops: AugmentOps = Field(default_factory=AugmentOps)
-    teacher: Any = Field(
-        None,
-        description="Teacher for `ops.paraphrase` (keys of chattune.teacher.TeacherConfig); default: the embedded model.",
+    teacher: TeacherConfig | None = Field(
+        None, description="Teacher for `ops.paraphrase`; default: the embedded model."
     )
-
-    @field_validator("teacher", mode="before")
-    @classmethod
-    def _teacher_config(cls, value: Any) -> Any:
-        from chattune.teacher import TeacherConfig  # imported here: chattune.config is fully loaded by now
-
-        if value is None or isinstance(value, TeacherConfig):
-            return value
-        return TeacherConfig.model_validate(value)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from chattune.section import Section
+from chattune.config.section import Section
 
 # USD per 1M training tokens, from https://openai.com/api/pricing (checked 2025-06). Prices change:
 # override or add a model under openai.training_price_per_million.

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from chattune.section import Section
+from chattune.config.section import Section
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca", "csv", "tsv", "parquet", "hf")
 

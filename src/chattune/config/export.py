@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from chattune.section import Section
+from chattune.config.section import Section
 
 Quant = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k_m"]
 HF_QUANTS = ("f32", "f16", "bf16")

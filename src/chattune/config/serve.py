@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from chattune.section import Section
+from chattune.config.section import Section
 
 
 class ServeConfig(Section):
