@@ -99,7 +99,7 @@ def test_rehearsal_answers_are_the_base_models_own_and_cached_per_model(tmp_path
         return {p: f"answer to {p}" for p in prompts[1:]}
 
     monkeypatch.setattr(rehearsal, "_generate", fake_generate)
-    model = ModelConfig(name="embedded")
+    model = ModelConfig(name="some-org/some-model")  # a hub id: nothing is downloaded, generation is faked
     first = rehearsal.rehearsal_conversations(model, 10, seed=1)
     again = rehearsal.rehearsal_conversations(model, 10, seed=1)
     assert calls == [len(rehearsal.general_prompts())]  # generated once, then read from the cache
@@ -146,3 +146,13 @@ def test_rehearsal_generation_keeps_only_answers_that_ended(tiny_model_dir, monk
     answers = rehearsal._generate(ModelConfig(name=str(tiny_model_dir)), ["hello", "how do I reset it"])
     assert set(answers) <= {"hello", "how do I reset it"}
     assert all(isinstance(a, str) and a for a in answers.values())
+
+
+def test_the_embedded_model_uses_its_shipped_answers(monkeypatch):
+    from chattune.config import ModelConfig
+    from chattune.train import rehearsal
+
+    monkeypatch.setattr(rehearsal, "_generate", lambda *a: (_ for _ in ()).throw(AssertionError("generated")))
+    shipped = rehearsal.rehearsal_conversations(ModelConfig(name="embedded"), 200, seed=0)
+    assert len(shipped) >= 80  # answers that ended, of the 116 prompts
+    assert {c.messages[0].content for c in shipped} <= set(rehearsal.general_prompts())
