@@ -80,6 +80,7 @@ class StandIn:
 
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
+        self.server.force_exit = True  # do not wait for the SDK's keep-alive connections
         self.thread.join(timeout=5)
 
     @property

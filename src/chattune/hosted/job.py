@@ -258,7 +258,7 @@ def follow(client: OpenAI, cfg: RunConfig, state: dict[str, Any], console: Conso
     metrics_log = MetricsLog(
         run_dir,
         tensorboard=cfg.output.tensorboard,
-        resume_step=state.get("last_step", 0) if reattached else None,
+        resume_step=state.get("logged_step", 0) if reattached else None,
     )
     progress = Progress(
         TextColumn(f"[bold]{job_id}"),
@@ -279,7 +279,9 @@ def follow(client: OpenAI, cfg: RunConfig, state: dict[str, Any], console: Conso
                     events = new_events(client, job_id, state.get("last_event_id"))
                 for ev in events:
                     _handle_event(ev, state, metrics_log, progress, task, console)
-                    state["last_event_id"] = ev.id
+                    # Recorded together: an event cut short by Ctrl-C is handled again on --resume, and
+                    # metrics.jsonl is cut back to the last event that was recorded whole.
+                    state["last_event_id"], state["logged_step"] = ev.id, state.get("last_step", 0)
                 state["status"] = job.status
                 progress.update(task, info=job.status)
                 save_state(run_dir, state)
