@@ -198,3 +198,31 @@ def test_a_cancelled_stream_frees_its_slot_and_a_full_queue_gets_429(tiny, monke
         while httpx.get(health).json()["queued"] > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert httpx.get(health).json()["queued"] == 0  # the waiting request took the freed slot
+
+
+def test_batched_answers_match_answers_alone(server):
+    """Rows joining and leaving a left-padded batch must not change what each one generates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = ["hello", "the kettle needs", "hold the dial for eight", "which model do you have? the K2"]
+
+    def ask(prompt, max_tokens=8):
+        done = client(server).completions.create(
+            model="tiny", prompt=prompt, max_tokens=max_tokens, temperature=0
+        )
+        return done.choices[0].text
+
+    alone = [ask(p) for p in prompts]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        together = list(pool.map(ask, prompts))
+    assert together == alone
+
+
+def test_serve_refuses_a_public_address_without_a_key(monkeypatch):
+    from typer.testing import CliRunner
+
+    from chattune.cli import app
+
+    monkeypatch.delenv("CHATTUNE_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["serve", "embedded", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "without an API key" in result.output

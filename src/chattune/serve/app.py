@@ -168,14 +168,18 @@ def create_app(
         return job
 
     async def next_event(job: Job, request: Request) -> tuple[str, Any]:
-        """The job's next event; cancels the job (and raises) when the client has gone."""
+        """The job's next event, or ("gone", None) after cancelling it once the client has left. Checked every
+        DISCONNECT_POLL_SECONDS even while text flows: a server may not notice a closed socket on write."""
         while True:
+            if time.monotonic() - job.checked > DISCONNECT_POLL_SECONDS:
+                job.checked = time.monotonic()
+                if await request.is_disconnected():
+                    job.cancel()
+                    return ("gone", None)
             try:
                 return await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_SECONDS)
             except TimeoutError:
-                if await request.is_disconnected():
-                    job.cancel()
-                    raise asyncio.CancelledError from None
+                job.checked = 0.0
 
     def usage(job: Job) -> dict[str, int]:
         p, c = len(job.prompt_ids), len(job.generated)
@@ -190,6 +194,8 @@ def create_app(
                     pass
             finally:
                 job.cancel()  # no-op once finished; frees the slot if this handler was cancelled
+            if event[0] == "gone":
+                return Response(status_code=499)  # nginx's "client closed request": nobody reads it
             if event[0] == "error":
                 raise APIError(500, f"generation failed: {event[1]}", type="server_error")
             text = job.text.strip() if chat else job.text
@@ -223,6 +229,8 @@ def create_app(
                     yield chunk(None, first=True)
                 while (event := await next_event(job, request))[0] == "text":
                     yield chunk(event[1])
+                if event[0] == "gone":
+                    return
                 if event[0] == "error":
                     body = error_body(f"generation failed: {event[1]}", type="server_error")
                     yield f"data: {json.dumps(body)}\n\n"

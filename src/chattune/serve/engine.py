@@ -47,6 +47,7 @@ class Job:
     events: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     created: float = field(default_factory=time.perf_counter)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    checked: float = field(default_factory=time.monotonic)  # when the server last looked for a disconnect
     # filled by the engine thread
     generated: list[int] = field(default_factory=list)
     text: str = ""
