@@ -69,6 +69,7 @@ GRID6 = {
 }
 
 
+@pytest.mark.slow  # worker subprocesses, each importing torch
 def test_three_workers_complete_a_grid_once_each_and_the_reports_come_from_the_db(
     tmp_path, tiny_model_dir, train_file, pg_url
 ):
@@ -104,6 +105,7 @@ def test_three_workers_complete_a_grid_once_each_and_the_reports_come_from_the_d
     assert f"{best.value:.4f}" in summary and summary.count("<tr") >= 7  # header + six trials
 
 
+@pytest.mark.slow  # worker subprocesses, each importing torch
 def test_a_worker_killed_mid_trial_is_retried_by_another_from_its_checkpoint(
     tmp_path, tiny_model_dir, train_file, pg_url
 ):
