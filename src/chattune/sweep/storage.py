@@ -75,7 +75,8 @@ def open_storage(
 
 def explain(parsed: Any, error: BaseException) -> str:
     """What went wrong opening the database, and the fix, from the exception chain's text."""
-    chain, e = [], error
+    chain: list[BaseException] = []
+    e: BaseException | None = error
     while e is not None:
         chain.append(e)
         e = e.__cause__ or e.__context__
