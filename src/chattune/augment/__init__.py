@@ -3,6 +3,6 @@ synonyms, EDA-style edits, teacher paraphrases), reproducible by seed.
 
     chattune augment CONFIG.yaml [augment.copies=3 ...]
 
-`config` holds the `augment:` section, `ops` the text operations, `run` the stage's entry function.
-Nothing is imported here: chattune.config imports `augment.config` at start-up and must stay light.
+`ops` holds the text operations, `run` the stage's entry function; the `augment:` section's schema is
+`chattune.config.augment`.
 """

@@ -27,7 +27,7 @@ import shutil
 import socket
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from chattune.config.sweep import SweepConfig
 from chattune.errors import ChattuneError, ConfigError
 from chattune.evaluate.during_training import suite_metrics
 from chattune.sweep.space import suggest, trial_config, validate_space
+from chattune.sweep.storage import StartLock, database_url, open_storage
+from chattune.sweep.storage import safe_url as _safe_url
 from chattune.train import run as train_run
 from chattune.train.monitor import read_metrics
 
@@ -86,6 +88,11 @@ class SweepResult:
 def sweep_dir(cfg: RunConfig) -> Path:
     assert cfg.sweep is not None
     return cfg.sweep.dir or cfg.output.dir / f"{cfg.output.name or 'run'}-sweep"
+
+
+def storage_url(cfg: RunConfig) -> str:
+    assert cfg.sweep is not None
+    return cfg.sweep.storage or f"sqlite:///{(sweep_dir(cfg) / 'study.db').resolve()}"
 
 
 def run_sweep(
@@ -166,10 +173,15 @@ def _work(
         TimeElapsedColumn(),
         console=console,
     )
+    # Counting the trials and starting one happen under this lock, released once the new trial is
+    # running with its parameters: unlocked, two workers can both start the last trial of a grid.
+    lock = StartLock(database_url(storage_url(cfg), source="sweep.storage"), study.study_name)
+    objective.started = lock.release
     with progress:
         task = progress.add_task("sweep", total=target if target < math.inf else None, info="")
         objective.console = progress.console
         while True:
+            lock.acquire()
             trials = study.get_trials(deepcopy=False)
             tally = _tally(trials)
             progress.update(
@@ -178,8 +190,10 @@ def _work(
                 info=f"{tally['running']} running elsewhere" if tally["running"] else "",
             )
             if tally["done"] >= target:
+                lock.release()
                 break
             if time.monotonic() > deadline:
+                lock.release()
                 progress.console.print(
                     f"[yellow]sweep.timeout_minutes ({sweep.timeout_minutes:g}) reached: no new trials[/]"
                 )
@@ -196,11 +210,14 @@ def _work(
                         f"[yellow]interrupted: trial {objective.current} is queued again; run the same command to go on[/]"
                     )
                     raise
+                finally:
+                    lock.release()  # a no-op when the trial has started (the objective released it)
                 ran += 1
                 waiting_shown = False
                 _tidy_weights(study, sweep.keep_weights)
                 failures = _check_failures(study, objective.current, failures)
             else:
+                lock.release()
                 if not waiting_shown:
                     progress.console.print(
                         f"waiting for {tally['running']} trial(s) running in other processes "
@@ -219,12 +236,15 @@ class _Objective:
         self.cfg, self.root = cfg, root
         self.console = Console()
         self.current: int | None = None
+        # Called once the trial is running with its parameters drawn (releases the start lock).
+        self.started: Callable[[], None] = lambda: None
 
     def __call__(self, trial: optuna.Trial) -> float:
         sweep = self.cfg.sweep
         assert sweep is not None
         self.current = trial.number
         params = suggest(trial, sweep)
+        self.started()
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         try:
             run_cfg = trial_config(
@@ -318,42 +338,27 @@ def open_study(
 ) -> tuple[optuna.Study, Any, str]:
     """Create (or, for a worker, load) the study and check it was started with the same config.
     Returns the study, the retry callback and the storage URL without its password."""
-    from optuna.storages import RDBStorage
-
     sweep = cfg.sweep
     assert sweep is not None
     root = sweep_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    url = sweep.storage or f"sqlite:///{(root / 'study.db').resolve()}"
+    url = storage_url(cfg)
     name = sweep.study_name or cfg.output.name or "sweep"
-    # Several processes write to one SQLite file: wait for its lock instead of failing after 5 s.
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     retry_cls = (
         getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
         or optuna.storages.RetryFailedTrialCallback
     )
-    callback_arg = (
-        "heartbeat_stale_trial_callback"
-        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
-        else "failed_trial_callback"
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", optuna.exceptions.ExperimentalWarning
-            )  # heartbeats and retries work; "experimental" API
-            retry = retry_cls(max_retry=sweep.max_retries)
-            storage = RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=sweep.heartbeat_seconds,
-                grace_period=_grace(sweep),
-                **{callback_arg: retry},
-            )
-    except Exception as e:  # bad URL, missing driver, unreachable server
-        raise ConfigError(
-            source, [f"sweep.storage: cannot open {_safe_url(url)}: {' '.join(str(e).split())}"]
-        ) from None
+    with warnings.catch_warnings():
+        # heartbeats and retries work; "experimental" API
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = retry_cls(max_retry=sweep.max_retries)
+        storage = open_storage(
+            url,
+            heartbeat_seconds=sweep.heartbeat_seconds,
+            grace_seconds=_grace(sweep),
+            retry=retry,
+            source=source,
+        )
     direction = sweep.resolved_direction
     pruner = _pruner(sweep, cfg)
     if worker:
@@ -549,15 +554,6 @@ def _tidy_weights(study: optuna.Study, keep: str) -> None:
         if finished and t.number != best and "run_dir" in t.user_attrs:
             for sub in ("checkpoints", "final"):
                 shutil.rmtree(Path(t.user_attrs["run_dir"]) / sub, ignore_errors=True)
-
-
-def _safe_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
 
 
 def _fmt(value: Any) -> str:
