@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chattune.train.document_attention import NAME, document_attention, plan_documents, use_document_attention
+from chattune.train.cpu_kernels.attention import NAME, document_attention, plan_documents, use_document_attention
 from chattune.train.loss import SupervisedLoss
 from chattune.train.setup import compile_layers
 from test_train_perf import _packed_batch, assert_same_loss_and_gradients
@@ -46,7 +46,7 @@ def test_plan_gives_every_token_one_slot_and_buckets_documents():
 def test_batches_with_a_long_document_stay_on_sdpa(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch):
     """Past _MAX_DOCUMENT tokens a document's whole score matrix would outgrow the flash kernel's
     blockwise memory: no plan, so the model runs SDPA (same loss), and the op is not called."""
-    import chattune.train.document_attention as module
+    import chattune.train.cpu_kernels.attention as module
 
     batch = _packed_batch(tiny_tokenizer, tmp_path, rows=2)
     longest = int(batch["position_ids"].max()) + 1

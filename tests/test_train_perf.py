@@ -141,7 +141,7 @@ def test_fused_head_gives_the_gradients_of_plain_cross_entropy(tiny_model_dir, t
 
 
 def test_fast_dropout_drops_at_rate_p_keeps_the_mean_and_follows_the_seed():
-    from chattune.train.dropout import FastDropout
+    from chattune.train.cpu_kernels.dropout import FastDropout
 
     dropout = FastDropout(0.1).train()
     x = torch.ones(1000, 1000, requires_grad=True)
@@ -167,10 +167,10 @@ def test_lora_frozen_weights_in_bf16_give_the_autocast_loss(tiny_model_dir, tiny
     cfg = tiny_run_config(
         tiny_model_dir, tmp_path / "t.jsonl", tmp_path, "train.method=lora", "lora.dropout=0"
     )
-    stored_bf16 = build_model(
+    stored_bf16, _ = build_model(
         cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "bf16"})})
     )
-    stored_fp32 = build_model(cfg)
+    stored_fp32, _ = build_model(cfg)
     head = stored_bf16.get_output_embeddings()
     linears = [m for m in stored_bf16.modules() if isinstance(m, torch.nn.Linear) and m is not head]
     assert {m.weight.dtype for m in linears if not m.weight.requires_grad} == {torch.bfloat16}
@@ -193,7 +193,7 @@ def _lora_models(tiny_model_dir, dropout, fused_flags=(True, False)):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from chattune.train.fused_lora import use_fused_lora
+    from chattune.train.cpu_kernels.lora import use_fused_lora
 
     models = []
     for fused in fused_flags:
@@ -238,8 +238,8 @@ def test_fused_lora_dropout_is_inverted_dropout_on_the_adapter_input():
     generator: the same output and gradients as writing that formula out with the same mask."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    from chattune.train.dropout import drop_mask
-    from chattune.train.fused_lora import use_fused_lora
+    from chattune.train.cpu_kernels.dropout import drop_mask
+    from chattune.train.cpu_kernels.lora import use_fused_lora
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 12))
@@ -300,7 +300,7 @@ def test_silu_mul_mlp_gives_bitwise_the_autograd_gradients_and_keeps_less(
 ):
     from transformers import AutoModelForCausalLM
 
-    from chattune.train.swiglu import use_silu_mul
+    from chattune.train.cpu_kernels.mlp import use_silu_mul
 
     batch = _packed_batch(tiny_tokenizer, tmp_path)
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
@@ -372,7 +372,7 @@ def test_fused_layers_under_gradient_checkpointing_give_the_same_gradients(
 ):
     """Checkpointing recomputes each layer's forward in backward: the shared input cast, the dropout
     masks (the generator state is replayed) and SiluMul must come out the same the second time."""
-    from chattune.train.swiglu import use_silu_mul
+    from chattune.train.cpu_kernels.mlp import use_silu_mul
 
     batch = _packed_batch(tiny_tokenizer, tmp_path)
     results = []
@@ -396,7 +396,7 @@ def test_fused_lora_leaves_dora_to_peft():
 
     from peft import LoraConfig, inject_adapter_in_model
 
-    from chattune.train.fused_lora import use_fused_lora
+    from chattune.train.cpu_kernels.lora import use_fused_lora
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 12))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from chattune.config.augment import AugmentConfig
 from chattune.config.hosted import OpenAIConfig
@@ -104,6 +104,19 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward: less memory, ~30% slower."
     )
+    cpu_kernels: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: chattune's fused kernels (per-conversation attention on CPU, fused LoRA, gated "
+        "MLP, output head and loss, LoRA dropout) on the architectures and library versions they were tested "
+        "on; off: plain transformers and peft everywhere (the same loss and gradients, slower).",
+    )
+
+    @field_validator("cpu_kernels", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `off` as false (and `on` as true)
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+
     compile: bool = Field(
         False,
         description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation. "

@@ -44,8 +44,8 @@ from chattune.errors import ChattuneError, ConfigError
 from chattune.hardware import resolve_precision
 from chattune.model import load_tokenizer
 from chattune.train import checkpoint as ckpt
+from chattune.train import cpu_kernels
 from chattune.train.batching import Row, collate, pack
-from chattune.train.document_attention import use_document_attention
 from chattune.train.evaluate import loss_sums, metrics_from_sums
 from chattune.train.faults import NonFiniteError, StopOnSignal, TrainingInterrupted, peak_memory
 from chattune.train.loss import SupervisedLoss
@@ -147,15 +147,17 @@ def run(
             )
 
     # ---- model and optimizer ---------------------------------------------------------------------
-    model, resume_from = _build_resumable(cfg, candidates, console if main else None)
-    if (
-        accelerator.device.type == "cpu"
-    ):  # per-conversation attention for packed rows (see document_attention.py)
-        use_document_attention(model)
+    model, resume_from, kernels = _build_resumable(
+        cfg, candidates, console if main else None, accelerator.device
+    )
+    if main:
+        console.print(
+            "chattune kernels: " + (", ".join(kernels) if kernels else "none (plain transformers and peft)")
+        )
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would bury ours
-    loss_module = SupervisedLoss(model)
+    loss_module = SupervisedLoss(model, own_head=cpu_kernels.kernels_apply(model, cfg.train))
     optimizer = _optimizer(model, cfg.train)
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
     state = ckpt.TrainState()
@@ -523,18 +525,20 @@ def _broadcast_paths(accelerator: object, paths: list[Path]) -> list[Path]:
 
 
 def _build_resumable(
-    cfg: RunConfig, candidates: list[Path], console: Console | None
-) -> tuple[torch.nn.Module, Path | None]:
+    cfg: RunConfig, candidates: list[Path], console: Console | None, device: torch.device
+) -> tuple[torch.nn.Module, Path | None, list[str]]:
     """The model, from the newest checkpoint that loads (a checkpoint whose weights have the wrong
-    shapes passes the file checks and fails only here), else from the base model."""
+    shapes passes the file checks and fails only here), else from the base model; and the kernels."""
     for path in candidates:
         try:
-            return build_model(cfg, path), path
+            model, kernels = build_model(cfg, path, device)
+            return model, path, kernels
         except (RuntimeError, ValueError, OSError) as e:
             if console is not None:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 console.print(f"[yellow]warning: checkpoint {path} does not load ({first}); falling back[/]")
-    return build_model(cfg, None), None
+    model, kernels = build_model(cfg, None, device)
+    return model, None, kernels
 
 
 def _save_checkpoint(

@@ -1,10 +1,12 @@
 """Cross-entropy on assistant tokens only, computing the output projection only where it is scored.
 
 A causal LM's head turns every hidden state into vocabulary logits (49,152 per token for SmolLM2),
-and in fp32 that is about half of a training step on CPU. Only assistant tokens are scored, so this
-gathers their hidden states first and projects just those, in chunks so the full (targets x vocab)
-logits never exist at once. When training, each chunk's gradients are formed in the forward pass
-(FusedHeadLoss), so no chunk is projected twice.
+and in fp32 that is about half of a training step on CPU. Only assistant tokens are scored, so for
+architectures whose head chattune knows (`cpu_kernels.head_is_plain`), this gathers their hidden
+states first and projects just those, in chunks so the full (targets x vocab) logits never exist at
+once; when training, each chunk's gradients are formed in the forward pass (cpu_kernels/head.py), so
+no chunk is projected twice. Any other model (one that scales or transforms its logits in its own
+forward, or with train.cpu_kernels=off) is scored on the logits its own forward returns.
 
 The wrapper is an nn.Module so that accelerate can wrap it (DDP/FSDP hooks run on its forward).
 """
@@ -16,17 +18,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from chattune.train.document_attention import NAME as DOCUMENT_ATTENTION
-from chattune.train.document_attention import plan_documents
+from chattune.train.cpu_kernels.attention import NAME as DOCUMENT_ATTENTION
+from chattune.train.cpu_kernels.attention import plan_documents
+from chattune.train.cpu_kernels.head import FusedHeadLoss
 
 
 class SupervisedLoss(nn.Module):
     # 512 targets x 49,152 vocab: ~100 MB of fp32 logits at a time. Whole-batch logits (4 x 512 packed
     # rows, ~1,400 targets) held ~0.5 GB more at the peak.
-    def __init__(self, model: nn.Module, chunk_size: int = 512):
+    def __init__(self, model: nn.Module, chunk_size: int = 512, *, own_head: bool = True):
         super().__init__()
         self.model = model
         self.chunk_size = chunk_size
+        self.own_head = own_head  # chattune projects the scored tokens itself (a tested, plain head)
 
     def causal_lm(self) -> nn.Module:
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -36,6 +40,8 @@ class SupervisedLoss(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (summed loss, number of correct argmax predictions) over the selected targets."""
         lm = self.causal_lm()
+        if not self.own_head:
+            return self._through_model_head(lm, input_ids, position_ids, select, targets)
         backbone = getattr(lm, lm.base_model_prefix)
         # No attention mask on purpose: with position-id resets, transformers builds the packed
         # (block-diagonal) causal mask itself, or per-document attention follows the same boundaries.
@@ -63,6 +69,19 @@ class SupervisedLoss(nn.Module):
             correct = correct + chunk_correct
         return loss, correct
 
+    def _through_model_head(
+        self,
+        lm: nn.Module,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        select: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's own forward, logits and all: whatever it does to its logits is trained on."""
+        logits = lm(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+        logits = logits[:, :-1].reshape(-1, logits.shape[-1]).index_select(0, select).float()
+        return F.cross_entropy(logits, targets, reduction="sum"), (logits.argmax(-1) == targets).sum()
+
 
 def _head_loss(
     hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, softcap: float | None
@@ -71,67 +90,3 @@ def _head_loss(
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return F.cross_entropy(logits, targets, reduction="sum"), (logits.argmax(-1) == targets).sum()
-
-
-class FusedHeadLoss(torch.autograd.Function):
-    """Summed cross-entropy of `hidden @ weight.T` against `targets`, with both gradients computed in the
-    forward pass, chunk by chunk, while each chunk's logits are at hand.
-
-    The checkpointed path above projects every chunk twice (forward, then again in backward) and runs
-    softmax twice; here the gradient of the summed loss w.r.t. the logits, softmax(logits) - onehot,
-    is formed in place of the logits and immediately multiplied out into the hidden-state and weight
-    gradients, which backward then only scales. One head projection and one softmax fewer per step, and
-    still only one chunk of logits alive. The matmuls run in the autocast dtype (as `nn.Linear` would
-    under autocast), softmax and the loss in fp32.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
-        hidden: torch.Tensor,
-        weight: torch.Tensor,
-        targets: torch.Tensor,
-        chunk_size: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        device = hidden.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
-        with torch.autocast(device, enabled=False):
-            w = weight.to(dtype)
-            grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-            grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
-            loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            correct = torch.zeros((), dtype=torch.long, device=hidden.device)
-            for start in range(0, hidden.shape[0], chunk_size):
-                h = hidden[start : start + chunk_size].to(dtype)
-                t = targets[start : start + chunk_size]
-                logits = (h @ w.T).float()
-                rows = torch.arange(len(t), device=t.device)
-                target_logit = logits[rows, t]
-                top, best = logits.max(dim=-1, keepdim=True)
-                correct += (best.squeeze(1) == t).sum()
-                # softmax - onehot in place of the logits, in as few passes over them as possible:
-                # exp(logit - max), its sum, then (exp - sum * onehot) / sum written in the matmul dtype
-                exps = logits.sub_(top).exp_()
-                total = exps.sum(dim=-1, keepdim=True)
-                loss += (top + total.log() - target_logit[:, None]).sum()
-                exps[rows, t] -= total.squeeze(1)
-                grad_logits = exps.mul_(total.reciprocal()).to(dtype)
-                if grad_hidden is not None:
-                    grad_hidden[start : start + chunk_size] = grad_logits @ w
-                if grad_weight is not None:
-                    grad_weight += (grad_logits.T @ h).to(grad_weight.dtype)
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.mark_non_differentiable(correct)
-        return loss, correct
-
-    @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, _grad_correct: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
-        grad_hidden, grad_weight = ctx.saved_tensors  # type: ignore[attr-defined]
-        return (
-            grad_hidden * grad_loss if grad_hidden is not None else None,
-            grad_weight * grad_loss if grad_weight is not None else None,
-            None,
-            None,
-        )

@@ -25,9 +25,7 @@ from chattune.data.tokenize import (
 )
 from chattune.errors import ChattuneError
 from chattune.hardware import resolve_precision
-from chattune.train.dropout import use_fast_lora_dropout
 from chattune.train.recipe import Choice, DataShape, describe, resolve_recipe
-from chattune.train.swiglu import use_silu_mul
 
 if TYPE_CHECKING:
     import torch
@@ -129,11 +127,15 @@ def print_recipe(choices: list[Choice], console: Console) -> None:
             console.print(f"  {line}", highlight=False)
 
 
-def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedModel:
-    """The model to train: full weights, or the base wrapped with a LoRA adapter (peft)."""
+def build_model(
+    cfg: RunConfig, resume_from: Path | None = None, device: torch.device | None = None
+) -> tuple[PreTrainedModel, list[str]]:
+    """The model to train: full weights, or the base wrapped with a LoRA adapter (peft); with
+    chattune's kernels for `device` (default CPU) where they apply, and the list of what they changed."""
     import torch
 
     from chattune.model import ModelSource, load_model, resolve_source
+    from chattune.train import cpu_kernels
 
     method = cfg.train.method
     if method == "full":
@@ -141,8 +143,6 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
         model = load_model(cfg.model, source, dtype=torch.float32)
     else:
         from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-
-        from chattune.train.fused_lora import use_fused_lora
 
         model = load_model(
             cfg.model,
@@ -165,18 +165,15 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
                 task_type="CAUSAL_LM",
             )
             model = get_peft_model(model, lora)
-        use_fast_lora_dropout(model)
         if method == "lora":
-            use_fused_lora(model)
             _store_frozen_linears_in_compute_dtype(model, resolve_precision(cfg.train.precision))
-    if not cfg.train.compile:  # compiled layers: inductor recomputes silu itself; patching breaks its graph
-        use_silu_mul(model)
+    kernels = cpu_kernels.apply(model, cfg.train, device or torch.device("cpu"))
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     if cfg.train.compile:
         compile_layers(model)
-    return model
+    return model, kernels
 
 
 def _store_frozen_linears_in_compute_dtype(model: torch.nn.Module, precision: str) -> int:

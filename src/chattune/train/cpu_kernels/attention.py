@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from chattune.errors import ChattuneError
+
 NAME = "chattune_documents"
 # Padding traded against calls: a bucket costs its padded (length^2) area plus this many score
 # entries. Measured on SmolLM2 LoRA steps (4 x 512): 16K 246, 32K-128K 262-265, 1M (one bucket)
@@ -307,6 +309,13 @@ def _backward(ctx, grad_out):  # type: ignore[no-untyped-def]
 document_attention.register_autograd(_backward, setup_context=_setup_context)
 
 
+# Arguments transformers passes to attention functions that this kernel understands: bookkeeping it
+# may ignore, and features that send a call to SDPA when set (sliding window, soft-capping, sinks).
+KNOWN_ARGUMENTS = frozenset(
+    {"position_ids", "use_cache", "cache_position", "output_attentions", "sliding_window", "softcap", "s_aux"}
+)
+
+
 def attention_forward(
     module: torch.nn.Module,
     query: Tensor,
@@ -318,8 +327,18 @@ def attention_forward(
     document_plan: DocumentPlan | None = None,
     **kwargs: object,
 ) -> tuple[Tensor, None]:
-    """transformers attention interface: per-document attention when given a plan, else SDPA."""
+    """transformers attention interface: per-document attention when given a plan, else SDPA.
+    With a plan, every other argument must be one this kernel knows: an attention feature added to
+    transformers later (a new bias, a new kind of window) stops training with a message rather than
+    passing through with the wrong math."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    unknown = sorted(set(kwargs) - KNOWN_ARGUMENTS) if document_plan is not None else []
+    if unknown:
+        raise ChattuneError(
+            f"per-conversation attention got argument(s) it does not know: {', '.join(unknown)} "
+            f"({type(module).__name__}); set train.cpu_kernels=off to train with transformers' own attention"
+        )
 
     usable = (
         document_plan is not None

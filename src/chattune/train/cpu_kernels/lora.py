@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from peft.tuners.lora import Linear as PeftLoraLinear
 from torch import nn
 
-from chattune.train.dropout import drop_mask
+from chattune.train.cpu_kernels.dropout import drop_mask
 
 _last_cast: tuple[weakref.ref[torch.Tensor], int, torch.dtype, torch.Tensor] | None = None
 
