@@ -416,7 +416,7 @@ def child_probe(spec: dict[str, Any]) -> dict[str, Any]:
     """The same objective (one fixed batch, both systems' loss code, fp32) and the matmul peaks."""
     import torch
 
-    from chattune.train.evaluate import validation_metrics
+    from chattune.train.validation import validation_metrics
 
     work = Path(spec["work"])
     examples = json.loads((work / "tokenised.json").read_text())[:8]

@@ -239,7 +239,7 @@ def validation(
 ) -> dict[str, float]:
     """Loss, perplexity and token accuracy on assistant tokens, with the run's batch and length settings."""
     from chattune.data.tokenize import tokenize_conversations
-    from chattune.train.evaluate import validation_metrics
+    from chattune.train.validation import validation_metrics
 
     examples, _ = tokenize_conversations(conversations, tokenizer, max_length=cfg.data.max_length)
     if not examples:
