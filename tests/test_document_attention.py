@@ -4,7 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chattune.train.cpu_kernels.attention import NAME, document_attention, plan_documents, use_document_attention
+from chattune.train.cpu_kernels.attention import (
+    NAME,
+    document_attention,
+    plan_documents,
+    use_document_attention,
+)
 from chattune.train.loss import SupervisedLoss
 from chattune.train.setup import compile_layers
 from test_train_perf import _packed_batch, assert_same_loss_and_gradients

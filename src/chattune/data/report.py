@@ -6,10 +6,11 @@ print_summary(result, console)                              # the table `chattun
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from chattune.report import figure, page
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -93,16 +94,9 @@ def _html(result: PrepareResult, stats: Stats, pngs: dict[str, Path]) -> str:
         return f"<table><tr>{th}</tr>{body}</table>"
 
     def img(name: str) -> str:
-        if name not in pngs:
-            return ""
-        data = base64.b64encode(pngs[name].read_bytes()).decode()
-        return f'<img alt="{name}" src="data:image/png;base64,{data}">'
+        return figure(pngs[name], name) if name in pngs else ""
 
     parts = [
-        "<!doctype html><meta charset='utf-8'><title>chattune data report</title>",
-        "<style>body{font:14px sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:.5em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}pre{white-space:pre-wrap;margin:0}"
-        "img{max-width:100%}</style>",
         "<h1>Data preparation report</h1>",
         f"<p><b>{s['input']}</b> records in = <b>{s['kept']}</b> kept ({s['fixed']} fixed) + <b>{s['dropped']}</b> dropped. "
         f"{s['train_rows']} train rows, {s['val_rows']} validation rows.</p>",
@@ -158,7 +152,7 @@ def _html(result: PrepareResult, stats: Stats, pngs: dict[str, Path]) -> str:
             + "".join(f"<tr><td><pre>{e(b)}</pre></td><td><pre>{e(a)}</pre></td></tr>" for b, a in examples)
             + "</table>"
         )
-    return "\n".join(parts)
+    return page("chattune data report", "\n".join(parts))
 
 
 def _scope_section(stats: Stats, img: Any) -> list[str]:

@@ -10,9 +10,7 @@ Plots are matplotlib PNGs embedded as base64, so the file can be mailed or attac
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from rich.table import Table
 
 from chattune.config import METRICS
 from chattune.evaluate.metrics import HIGHER_IS_BETTER
+from chattune.report import figure, page
 
 # Rows of the overall table, in reading order; keys that are None for every model are skipped.
 OVERALL_KEYS = [
@@ -144,12 +143,7 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode("ascii")}">'
+    return figure(fig)
 
 
 def _short(name: str) -> str:
@@ -313,12 +307,9 @@ def extremes(
 
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: .5em 0 1.5em; } td, th { border: 1px solid #ddd; padding: 4px 8px; vertical-align: top; }
-th { background: #f4f4f4; text-align: left; } .better { color: #08740c; font-weight: 600; } .worse { color: #b3261e; font-weight: 600; }
-.dim { color: #777; font-size: .85em; } pre { white-space: pre-wrap; margin: .3em 0; font-family: ui-monospace, monospace; font-size: .85em; }
+.better { color: #08740c; font-weight: 600; } .worse { color: #b3261e; font-weight: 600; }
 .item { border-top: 1px solid #ccc; padding: .6em 0; } .prompt { background: #f7f7fb; padding: .4em; }
-table.side { width: 100%; table-layout: fixed; } .who { font-weight: 600; } img { max-width: 100%; }
+table.side { width: 100%; table-layout: fixed; } .who { font-weight: 600; }
 """
 
 
@@ -360,6 +351,5 @@ def write_report(path: Path, metrics: dict[str, Any], records: list[dict[str, An
         *(_item_block(r, models) for r in records),
         "</details>",
     ]
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>chattune eval</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(page("chattune eval", "".join(parts), css=CSS), encoding="utf-8")
     return path

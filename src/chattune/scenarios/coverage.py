@@ -11,7 +11,6 @@ category that is missing or thin (fewer than thin_fraction x target).
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chattune.data.conversation import Conversation
+from chattune.report import figure, page
 
 
 @dataclass
@@ -135,20 +135,14 @@ class CoverageReport:
             )
 
         warnings = "".join(f"<li>{esc(w)}</li>" for w in self.warnings) or "<li>none</li>"
-        img = base64.b64encode(png).decode("ascii")
-        return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>chattune scenario coverage</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.3em .7em;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-tr.thin{{background:#fff4dd}}tr.missing{{background:#fde2e0}}</style></head><body>
-<h1>Scenario coverage</h1><p>{self.total} conversations; target {self.target} per category.</p>
-<img alt="conversations per category" src="data:image/png;base64,{img}">
+        css = "td,th{text-align:right}td:first-child,th:first-child{text-align:left}tr.thin{background:#fff4dd}tr.missing{background:#fde2e0}"
+        body = f"""<h1>Scenario coverage</h1><p>{self.total} conversations; target {self.target} per category.</p>
+{figure(png, "conversations per category")}
 <h2>Per category</h2><table><tr><th>category</th><th>conversations</th><th>share</th><th>distinct phrasings</th>
 <th>near-duplicates</th><th>status</th></tr>{rows}</table>
 <h2>Warnings</h2><ul>{warnings}</ul>
-{counts("intent", self.intents)}{counts("persona", self.personas)}{counts("generator", self.generators)}
-</body></html>
-"""
+{counts("intent", self.intents)}{counts("persona", self.personas)}{counts("generator", self.generators)}"""
+        return page("chattune scenario coverage", body, css=css)
 
 
 def _user_text(conv: Conversation) -> str:

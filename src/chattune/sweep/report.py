@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import math
@@ -26,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chattune.config import RunConfig
+from chattune.report import figure, page
 from chattune.sweep.space import best_config
 
 STATUS = {
@@ -274,7 +274,7 @@ def write_summary(
     best = _best_trial(study)
     esc = html.escape
     head = ["#", "status", metric, *params, "time (s)", "steps", "note"]
-    body = "".join(
+    body_rows = "".join(
         "<tr{}>".format(' class="best"' if best and r["number"] == best.number else "")
         + "".join(
             f"<td>{esc(_fmt(v))}</td>"
@@ -291,10 +291,7 @@ def write_summary(
         + "</tr>\n"
         for r in rows
     )
-    figures = "".join(
-        f'<h2>{esc(title)}</h2>\n<img alt="{esc(title)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">\n'
-        for title, p in plots.items()
-    )
+    figures = "".join(f"<h2>{esc(title)}</h2>\n{figure(p, title)}\n" for title, p in plots.items())
     best_html = (
         f"<p>Best: trial {best.number}, {esc(metric)} <b>{best.value:.4f}</b> ("
         + ", ".join(f"{esc(k)}={esc(_fmt(v))}" for k, v in best.params.items())
@@ -302,20 +299,15 @@ def write_summary(
         if best
         else "<p>No trial completed.</p>"
     )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>sweep {esc(study.study_name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;font-size:0.9em}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} tr.best{{font-weight:bold;background:#eef8ee}} img{{max-width:100%}}</style></head>
-<body><h1>Sweep {esc(study.study_name)}</h1>
+    css = "td,th{text-align:right} tr.best{font-weight:bold;background:#eef8ee} table{font-size:0.9em}"
+    body = f"""<h1>Sweep {esc(study.study_name)}</h1>
 <p>{esc(datetime.now().strftime("%Y-%m-%d %H:%M"))}; {len(rows)} trials; metric {esc(metric)} ({esc(study.direction.name.lower())}).</p>
 {best_html}
 <table><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr>
-{body}</table>
+{body_rows}</table>
 {figures}
-{"".join(f"<p><i>{esc(n)}</i></p>" for n in notes)}
-</body></html>
-"""
-    path.write_text(page, encoding="utf-8")
+{"".join(f"<p><i>{esc(n)}</i></p>" for n in notes)}"""
+    path.write_text(page(f"sweep {study.study_name}", body, css=css), encoding="utf-8")
     return path
 
 

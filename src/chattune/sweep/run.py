@@ -25,6 +25,8 @@ import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -41,11 +43,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chattune.config import RunConfig
 from chattune.config.sweep import SweepConfig
 from chattune.errors import ChattuneError, ConfigError
-from chattune.evaluate.during_training import suite_metrics
 from chattune.sweep.space import suggest, trial_config, validate_space
 from chattune.sweep.storage import StartLock, database_url, open_storage
 from chattune.sweep.storage import safe_url as _safe_url
-from chattune.train import run as train_run
+from chattune.sweep.trial import die_with_parent, write_job
 from chattune.train.monitor import read_metrics
 
 FINGERPRINT_ATTR = "chattune_config"
@@ -229,6 +230,10 @@ def _work(
     return ran
 
 
+class _TrialFailed(ChattuneError):
+    """The trial's training process failed; the message already names the exception."""
+
+
 class _Objective:
     """One trial: suggest parameters, train a normal run, report every evaluation to the pruner."""
 
@@ -264,29 +269,14 @@ class _Objective:
                 + (f" [dim](resuming trial {resumed})[/]" if resumed is not None else "")
             )
             start = time.perf_counter()
-
-            def on_eval(step: int, metrics: dict[str, float]) -> None:
-                if sweep.metric not in metrics:
-                    raise ChattuneError(
-                        f"sweep.metric {sweep.metric} is not among the validation metrics ({', '.join(metrics)})"
-                    )
-                value = metrics[sweep.metric]
-                trial.set_user_attr("steps", step)
-                trial.report(value, step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"step {step}: {sweep.metric} {value:.4f}")
-
-            run_cfg.run_dir.mkdir(parents=True, exist_ok=True)
-            with (run_cfg.run_dir / "train.log").open("a", encoding="utf-8") as log:
-                # The run's own tables and progress go to its train.log; the sweep shows one line per trial.
-                result = train_run(
-                    run_cfg,
-                    resume=resumed is not None,
-                    console=Console(file=log, width=120, no_color=True),
-                    on_eval=on_eval,
-                    suite_metrics=suite_metrics if run_cfg.eval.suite_file is not None else None,
-                )
-            trial.set_user_attr("steps", result.steps)
+            result = self._train_in_a_process(trial, run_cfg, resumed is not None)
+            if result["state"] == "pruned":
+                raise optuna.TrialPruned(result["message"])
+            if result["state"] == "failed":
+                raise _TrialFailed(result["error"])
+            if result["state"] == "interrupted":
+                raise KeyboardInterrupt
+            trial.set_user_attr("steps", result["steps"])
             trial.set_user_attr("peak_rss_gb", _peak_rss(run_cfg.run_dir / "metrics.jsonl"))
             value = _best_value(run_cfg.run_dir / "metrics.jsonl", sweep.metric, sweep.resolved_direction)
         except optuna.TrialPruned as e:
@@ -295,21 +285,50 @@ class _Objective:
             raise
         except Exception as e:
             message = " ".join(str(e).split()) or type(e).__name__
-            trial.set_user_attr("error", f"{type(e).__name__}: {message}"[:500])
-            self.console.print(
-                f"trial {trial.number}: [red]failed[/] {type(e).__name__}: {message}", highlight=False
-            )
+            error = message if isinstance(e, _TrialFailed) else f"{type(e).__name__}: {message}"
+            trial.set_user_attr("error", error[:500])
+            self.console.print(f"trial {trial.number}: [red]failed[/] {error}", highlight=False)
             raise
-        early = ", stopped early" if result.stopped_early else ""
+        early = ", stopped early" if result["stopped_early"] else ""
         self.console.print(
-            f"trial {trial.number}: {sweep.metric} [bold]{value:.4f}[/] ({result.steps} steps{early}, {time.perf_counter() - start:.0f} s)"
+            f"trial {trial.number}: {sweep.metric} [bold]{value:.4f}[/] ({result['steps']} steps{early}, {time.perf_counter() - start:.0f} s)"
         )
         return value
 
+    def _train_in_a_process(self, trial: optuna.Trial, run_cfg: RunConfig, resume: bool) -> dict[str, Any]:
+        """Train the trial's run in a fresh process (sweep/trial.py); this one keeps the heartbeat."""
+        run_cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        job = run_cfg.run_dir.parent / f".{run_cfg.run_dir.name}.job.json"
+        result_file = write_job(
+            job,
+            sweep_cfg=self.cfg,
+            run_cfg=run_cfg,
+            study=trial.study.study_name,
+            trial_id=trial._trial_id,  # Optuna names a trial in its storage by this id only
+            resume=resume,
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-m", "chattune.sweep.trial", str(job)], preexec_fn=die_with_parent
+        )
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # the child got the same Ctrl-C: let it write its checkpoint
+            child.wait(timeout=300)
+            raise
+        finally:
+            job.unlink(missing_ok=True)
+        if not result_file.is_file():
+            raise ChattuneError(
+                f"trial {trial.number}: its training process exited with {code} and no result"
+            )
+        result: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
+        result_file.unlink()
+        return result
+
 
 def _peak_rss(metrics_file: Path) -> float | None:
-    """The highest peak RSS the run logged (GB): what to pick a batch size by. A worker that trains
-    several trials reports its process's peak so far, so a later trial never shows less than an earlier one."""
+    """The highest peak RSS the run logged (GB): what to pick a batch size by (each trial trains in
+    its own process, so this is that trial's own peak)."""
     if not metrics_file.is_file():
         return None
     peaks = [r["peak_rss_gb"] for r in read_metrics(metrics_file) if "peak_rss_gb" in r]

@@ -14,6 +14,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from chattune.config import RunConfig, describe_error
@@ -55,14 +56,15 @@ def trial_config(
 def best_config(base: RunConfig, params: dict[str, Scalar], *, name: str) -> dict[str, Any]:
     """The base config with the best parameters, ready to train: no sweep section, no per-trial step cap."""
     raw = _trial_raw(base, params, trials_dir=base.output.dir, name=name, cap=None)
-    return RunConfig.model_validate(raw).model_dump(mode="json")
+    return dict(yaml.safe_load(RunConfig.model_validate(raw).to_yaml()))
 
 
 def _trial_raw(
     base: RunConfig, params: dict[str, Scalar], *, trials_dir: Path, name: str, cap: int | None
 ) -> dict[str, Any]:
-    # A full dump (None included): dropping None would turn e.g. eval.every_steps: null back into its default.
-    raw = base.model_dump(mode="json")
+    # to_yaml keeps None (dropping it would turn e.g. eval.every_steps: null back into its default) and
+    # leaves out the keys recipe auto chooses unless the user set them: each trial's recipe is its own.
+    raw = yaml.safe_load(base.to_yaml())
     raw.pop("sweep", None)
     for key, value in params.items():
         node = raw

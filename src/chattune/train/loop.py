@@ -46,7 +46,6 @@ from chattune.model import load_tokenizer
 from chattune.train import checkpoint as ckpt
 from chattune.train import cpu_kernels
 from chattune.train.batching import Row, collate, pack
-from chattune.train.validation import loss_sums, metrics_from_sums
 from chattune.train.faults import NonFiniteError, StopOnSignal, TrainingInterrupted, peak_memory
 from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
@@ -62,6 +61,7 @@ from chattune.train.setup import (
 )
 from chattune.train.setup import total_steps as run_total_steps
 from chattune.train.status import write_status
+from chattune.train.validation import loss_sums, metrics_from_sums
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
