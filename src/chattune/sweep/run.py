@@ -304,7 +304,7 @@ def _best_value(metrics_file: Path, metric: str, direction: str) -> float:
     )
     if not values:
         raise ChattuneError(f"{metrics_file.parent.name}: no {metric} was recorded (does the run validate?)")
-    return min(values) if direction == "minimize" else max(values)
+    return float(min(values) if direction == "minimize" else max(values))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -340,13 +340,14 @@ def open_study(
             warnings.simplefilter(
                 "ignore", optuna.exceptions.ExperimentalWarning
             )  # heartbeats and retries work; "experimental" API
-            retry = retry_cls(max_retry=sweep.max_retries)
+            # keyword named after the optuna version (see callback_arg)
+            retry: dict[str, Any] = {callback_arg: retry_cls(max_retry=sweep.max_retries)}
             storage = RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=sweep.heartbeat_seconds,
                 grace_period=_grace(sweep),
-                **{callback_arg: retry},
+                **retry,
             )
     except Exception as e:  # bad URL, missing driver, unreachable server
         raise ConfigError(
@@ -444,8 +445,9 @@ def _pruner(sweep: SweepConfig, cfg: RunConfig) -> optuna.pruners.BasePruner:
             reduction_factor=3,
         )
     if sweep.pruner == "threshold":
-        bound = {"upper" if sweep.resolved_direction == "minimize" else "lower": sweep.pruner_threshold}
-        return optuna.pruners.ThresholdPruner(**bound, n_warmup_steps=warmup_steps)
+        if sweep.resolved_direction == "minimize":
+            return optuna.pruners.ThresholdPruner(upper=sweep.pruner_threshold, n_warmup_steps=warmup_steps)
+        return optuna.pruners.ThresholdPruner(lower=sweep.pruner_threshold, n_warmup_steps=warmup_steps)
     return optuna.pruners.NopPruner()
 
 

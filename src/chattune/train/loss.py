@@ -11,6 +11,8 @@ The wrapper is an nn.Module so that accelerate can wrap it (DDP/FSDP hooks run o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,9 @@ from torch.utils.checkpoint import checkpoint
 
 from chattune.train.document_attention import NAME as DOCUMENT_ATTENTION
 from chattune.train.document_attention import plan_documents
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class SupervisedLoss(nn.Module):
@@ -28,8 +33,10 @@ class SupervisedLoss(nn.Module):
         self.model = model
         self.chunk_size = chunk_size
 
-    def causal_lm(self) -> nn.Module:
-        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+    def causal_lm(self) -> PreTrainedModel:
+        """The transformers model under a peft wrapper, or the model itself."""
+        get_base_model = getattr(self.model, "get_base_model", None)
+        return cast("PreTrainedModel", get_base_model() if get_base_model is not None else self.model)
 
     def forward(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor, select: torch.Tensor, targets: torch.Tensor
@@ -46,11 +53,12 @@ class SupervisedLoss(nn.Module):
             input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra
         ).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, select)
-        head = lm.get_output_embeddings()
+        head = cast(nn.Module, lm.get_output_embeddings())
         softcap = getattr(lm.config, "final_logit_softcapping", None)
         needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad)
         if needs_grad and not softcap and getattr(head, "bias", None) is None:
-            return FusedHeadLoss.apply(hidden, head.weight, targets, self.chunk_size)
+            fused = FusedHeadLoss.apply(hidden, head.weight, targets, self.chunk_size)  # type: ignore[no-untyped-call]  # torch.autograd.Function.apply has no annotations
+            return cast(tuple[torch.Tensor, torch.Tensor], fused)
         loss = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         for start in range(0, hidden.shape[0], self.chunk_size):
@@ -73,6 +81,20 @@ def _head_loss(
     return F.cross_entropy(logits, targets, reduction="sum"), (logits.argmax(-1) == targets).sum()
 
 
+class _Context(Protocol):
+    """The `ctx` torch passes FusedHeadLoss (torch's FunctionCtx stub declares neither saved_tensors nor
+    needs_input_grad, and its save_for_backward does not take the None that torch accepts)."""
+
+    saved_tensors: tuple[torch.Tensor | None, torch.Tensor | None]  # grad_hidden, grad_weight
+    needs_input_grad: tuple[bool, ...]
+
+    def save_for_backward(
+        self, grad_hidden: torch.Tensor | None, grad_weight: torch.Tensor | None, /
+    ) -> None: ...
+
+    def mark_non_differentiable(self, *tensors: torch.Tensor) -> None: ...
+
+
 class FusedHeadLoss(torch.autograd.Function):
     """Summed cross-entropy of `hidden @ weight.T` against `targets`, with both gradients computed in the
     forward pass, chunk by chunk, while each chunk's logits are at hand.
@@ -86,8 +108,8 @@ class FusedHeadLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+    def forward(
+        ctx: _Context,
         hidden: torch.Tensor,
         weight: torch.Tensor,
         targets: torch.Tensor,
@@ -125,10 +147,10 @@ class FusedHeadLoss(torch.autograd.Function):
         return loss, correct
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, _grad_correct: torch.Tensor
+    def backward(
+        ctx: _Context, grad_loss: torch.Tensor, _grad_correct: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
-        grad_hidden, grad_weight = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_hidden, grad_weight = ctx.saved_tensors
         return (
             grad_hidden * grad_loss if grad_hidden is not None else None,
             grad_weight * grad_loss if grad_weight is not None else None,

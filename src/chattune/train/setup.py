@@ -10,7 +10,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -154,7 +154,7 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
                 model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
             )
         if resume_from is not None:
-            model = PeftModel.from_pretrained(model, str(resume_from), is_trainable=True)
+            peft_model = PeftModel.from_pretrained(model, str(resume_from), is_trainable=True)
         else:
             torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised randomly
             lora = LoraConfig(
@@ -164,7 +164,9 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
                 target_modules=cfg.lora.target_modules,
                 task_type="CAUSAL_LM",
             )
-            model = get_peft_model(model, lora)
+            peft_model = get_peft_model(model, lora)
+        # peft's model forwards the PreTrainedModel API (config, gradient checkpointing, generate) to the base
+        model = cast("PreTrainedModel", peft_model)
         use_fast_lora_dropout(model)
         if method == "lora":
             use_fused_lora(model)
@@ -179,7 +181,7 @@ def build_model(cfg: RunConfig, resume_from: Path | None = None) -> PreTrainedMo
     return model
 
 
-def _store_frozen_linears_in_compute_dtype(model: torch.nn.Module, precision: str) -> int:
+def _store_frozen_linears_in_compute_dtype(model: PreTrainedModel, precision: str) -> int:
     """Under bf16/fp16 autocast, keep LoRA's frozen base projections in that dtype: autocast would cast
     them to it on every forward anyway (the same rounding), so this only removes the per-step casts
     (~4% of a CPU step) and halves their memory. Embeddings, norms and the (tied) output head keep
