@@ -69,7 +69,13 @@ def write_config(
     cfg = {
         "model": {"name": str(model_dir)},
         "data": {"train_file": str(train_file), "val_fraction": 0.25, "max_length": 128},
-        "train": {"recipe": "manual", "learning_rate": 1e-3, "precision": "fp32", "max_steps": 50, "log_every": 50},
+        "train": {
+            "recipe": "manual",
+            "learning_rate": 1e-3,
+            "precision": "fp32",
+            "max_steps": 50,
+            "log_every": 50,
+        },
         "eval": {"every_steps": every},
         "output": {"dir": str(tmp_path / "runs"), "tensorboard": False, "keep_last": 1},
         "sweep": {"max_steps_per_trial": steps, "pruner": "none", **sweep},

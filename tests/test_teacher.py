@@ -105,6 +105,21 @@ def test_openai_endpoint_answers_and_cache_spares_a_second_request(tmp_path):
     assert len(list((tmp_path / "teacher-cache").rglob("*.json"))) == 3
 
 
+def test_cache_file_that_is_not_a_reply_is_regenerated(tmp_path):
+    # A cache file that is valid JSON but not {"reply": "<text>"} (a list, a null reply) once crashed
+    # with TypeError or was handed back as the reply; it is regenerated and overwritten.
+    with OpenAIStub(echo_last) as stub:
+        cfg = stub.config(tmp_path)
+        assert Teacher(cfg).complete(HELLO) == "echo: Say hello"
+        (cached,) = (tmp_path / "teacher-cache").rglob("*.json")
+        for foreign in ("[1, 2]", '{"reply": null}'):
+            cached.write_text(foreign, encoding="utf-8")
+            teacher = Teacher(cfg)
+            assert teacher.complete(HELLO) == "echo: Say hello"
+            assert (teacher.requests, teacher.cache_hits) == (1, 0)
+        assert Teacher(cfg).complete(HELLO) == "echo: Say hello" and len(stub.requests) == 3
+
+
 def test_server_errors_are_retried(tmp_path):
     with OpenAIStub(echo_last, fail_first=1) as stub:
         assert Teacher(stub.config(tmp_path, max_retries=2)).complete(HELLO) == "echo: Say hello"

@@ -101,6 +101,29 @@ def _weights(step):
     return {"w": torch.randn(256, 256, generator=g), "b": torch.randn(256, generator=g)}
 
 
+def test_stop_on_signal_restores_a_handler_installed_outside_python(monkeypatch):
+    # signal.signal returns None for a handler that C code installed; putting None back raised TypeError
+    # on leaving the block. Such a handler cannot be restored, so the default action comes back instead.
+    from chattune.train import faults
+
+    real = signal.signal
+    calls: list[tuple[int, object]] = []
+
+    def fake(signum, handler):
+        calls.append((signum, handler))
+        previous = real(signum, handler)
+        return None if signum == signal.SIGTERM else previous
+
+    monkeypatch.setattr(faults.signal, "signal", fake)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with faults.StopOnSignal():
+            pass
+        assert (signal.SIGTERM, signal.SIG_DFL) in calls
+    finally:
+        real(signal.SIGTERM, before)
+
+
 def test_kill_at_every_point_of_a_checkpoint_write_leaves_the_newest_complete_one(tmp_path):
     """SIGKILL at each labelled point of a save (25 of them: between files, before and after each
     fsync, around the rename) and at 8 moments in time (inside file writes): the newest checkpoint

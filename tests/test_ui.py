@@ -74,6 +74,13 @@ def test_runs_table_reads_state_from_the_run_directory(client):
     assert table["done"]["method"] == "lora" or table["done"]["method"] in ("full", "qlora")
 
 
+def test_status_file_that_is_not_an_object_reads_as_unreadable(tmp_path):
+    # valid JSON that is not an object once raised AttributeError out of read_status (and the runs table)
+    for body in ("[]", "null", '"running"'):
+        (tmp_path / "status.json").write_text(body, encoding="utf-8")
+        assert read_status(tmp_path) == {"state": "failed", "note": "status.json unreadable"}
+
+
 def test_run_detail_metrics_and_compare(client):
     detail = client.get("/api/runs/done/detail").json()
     assert yaml.safe_load(detail["config"])["output"]["name"] == "done"

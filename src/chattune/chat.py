@@ -28,7 +28,9 @@ def default_system_prompt(name_or_path: str) -> str | None:
     """The system prompt the run was trained with, if it saved one."""
     for cand in (Path(name_or_path) / "final" / CHAT_DEFAULTS, Path(name_or_path) / CHAT_DEFAULTS):
         if cand.is_file():
-            return json.loads(cand.read_text(encoding="utf-8")).get("system_prompt")
+            saved = json.loads(cand.read_text(encoding="utf-8"))
+            prompt = saved.get("system_prompt") if isinstance(saved, dict) else None
+            return prompt if isinstance(prompt, str) else None
     return None
 
 

@@ -11,7 +11,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -31,7 +31,8 @@ app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", show_default=False)]
 OverridesArg = Annotated[
@@ -40,19 +41,19 @@ OverridesArg = Annotated[
 ]
 
 
-def reports_errors(fn: F) -> F:
+def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn chattune's own errors into a red message and exit status 2 (or the error's own
     `exit_code`: 128 + the signal for a run stopped by SIGTERM/SIGINT), with no traceback."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except ChattuneError as e:
             err_console.print(f"error: {e}", style="bold red", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(getattr(e, "exit_code", 2)) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 @app.command()
@@ -150,7 +151,8 @@ def chat(
     seed: Annotated[int | None, typer.Option(help="Seed for sampling, for repeatable answers.")] = None,
 ) -> None:
     """Chat with a model in the terminal (streams replies, keeps history), or answer one --prompt."""
-    from chattune.chat import GenerationSettings, chat_loop, one_shot
+    from chattune.chat import chat_loop, one_shot
+    from chattune.generate import GenerationSettings
 
     settings = GenerationSettings(
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
@@ -370,7 +372,7 @@ def serve(
     from chattune.serve import ServeConfig
     from chattune.serve import serve as run_server
 
-    given = dict(api_key=api_key, max_batch=max_batch, max_queue=max_queue)
+    given: dict[str, Any] = dict(api_key=api_key, max_batch=max_batch, max_queue=max_queue)
     config = ServeConfig(
         host=host,
         port=port,

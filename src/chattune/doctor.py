@@ -158,6 +158,9 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, method: str, precision: s
         activations = tokens * shape.layers * per_token_layer
     activations += tokens * shape.vocab * 4 * 0.5  # fp32 logits of the supervised share (~half), chunked
     lora_params = shape.layers * sum(cfg.lora.r * (i + o) for i, o in shape.linear_dims)
+    weights: float  # bytes, as are grads and optim
+    grads: float
+    optim: float
     if method == "full":
         weights, grads, optim = 4 * p, 4 * p, 8 * p  # fp32 master weights, grads, AdamW m and v
     elif method == "lora":

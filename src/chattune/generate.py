@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,16 @@ class Generation:
 
     def __iter__(self) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import BatchEncoding, TextIteratorStreamer
 
         start = time.perf_counter()
         reply = self.reply
-        inputs = self.tokenizer.apply_chat_template(
+        encoded = self.tokenizer.apply_chat_template(
             self.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(self.model.device)
+        )
+        if not isinstance(encoded, BatchEncoding):  # what return_dict=True returns
+            raise TypeError(f"apply_chat_template returned {type(encoded).__name__}, not a BatchEncoding")
+        inputs = encoded.to(self.model.device)
         reply.prompt_tokens = int(inputs["input_ids"].shape[1])
 
         class TimedStreamer(TextIteratorStreamer):
@@ -80,7 +83,7 @@ class Generation:
                     reply.time_to_first_token = time.perf_counter() - start
                 if not self.next_tokens_are_prompt:
                     reply.completion_tokens += int(value.numel())
-                super().put(value)
+                super().put(value)  # type: ignore[no-untyped-call]  # transformers' TextStreamer.put has no annotations
 
         streamer = TimedStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         s = self.settings
@@ -102,10 +105,10 @@ class Generation:
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(**kwargs)
+                    cast("GenerationMixin", self.model).generate(**kwargs)  # a causal LM generates
             except BaseException as e:  # surfaced in the caller's thread below
                 errors.append(e)
-                streamer.end()
+                streamer.end()  # type: ignore[no-untyped-call]  # transformers' TextStreamer.end has no annotations
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()

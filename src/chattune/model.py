@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chattune.config import EMBEDDED_MODEL, ModelConfig, RunConfig, load_config
 from chattune.errors import ChattuneError
@@ -88,7 +88,7 @@ def _cached_gguf(gguf: Path) -> ModelSource:
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # transformers dequantises GGUF to float32 on load but still marks the model as "quantized: gguf",
     # which blocks save_pretrained. The tensors are plain float32, so drop the marker.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch's Module.__setattr__ stub takes only Tensor | Module; any value works
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.name_or_path = gguf.stem
@@ -216,7 +216,8 @@ def load_for_inference(
 
             base_cfg = run_cfg.model if run_cfg else ModelConfig()
             base = load_model(base_cfg, dtype=dtype)
-            model = PeftModel.from_pretrained(base, str(model_dir))
+            # peft's model forwards the PreTrainedModel API (config, device, generate) to the base model
+            model = cast("PreTrainedModel", PeftModel.from_pretrained(base, str(model_dir)))
             tokenizer = load_tokenizer(
                 base_cfg.model_copy(update={"name": str(model_dir)}), ModelSource(str(model_dir))
             )
@@ -227,5 +228,8 @@ def load_for_inference(
         run_cfg = None
         model_cfg = ModelConfig(name=name_or_path)
         model, tokenizer = load_model_and_tokenizer(model_cfg, dtype=dtype)
-    model.to(device).eval()
+    # moved and switched to eval mode in place, as an nn.Module: transformers decorates PreTrainedModel.to
+    # with functools.wraps, and mypy then cannot bind its self
+    module: torch.nn.Module = model
+    module.to(device).eval()
     return model, tokenizer, run_cfg

@@ -137,7 +137,7 @@ def hosted_run(path: str | Path) -> tuple[RunConfig, dict[str, Any]] | None:
 
 def hosted_model(path: str | Path, state: dict[str, Any]) -> str:
     model = state.get("fine_tuned_model")
-    if not model:
+    if not isinstance(model, str) or not model:
         raise ChattuneError(
             f"{path}: OpenAI job {state.get('job_id')} has no fine-tuned model yet ({state.get('status')}); "
             "follow it with `chattune train CONFIG --resume`"
@@ -161,5 +161,8 @@ def open_provider(name_or_path: str, model_cfg: ModelConfig | None = None) -> Pr
         model, tokenizer, _ = load_for_inference(name_or_path)
     else:  # the run's own base model, with the run's model section (chat template, revision)
         model, tokenizer = load_model_and_tokenizer(model_cfg)
-        model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        # moved and switched to eval mode in place, as an nn.Module: transformers decorates
+        # PreTrainedModel.to with functools.wraps, and mypy then cannot bind its self
+        module: torch.nn.Module = model
+        module.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return LocalProvider(name_or_path, model, tokenizer)

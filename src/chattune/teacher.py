@@ -56,25 +56,28 @@ class Teacher:
         seed: int | None = None,
     ) -> str:
         """The teacher's reply to `messages` (role/content dicts), from the cache when it was asked before."""
-        settings = {
-            "temperature": self.cfg.temperature if temperature is None else temperature,
+        temperature = self.cfg.temperature if temperature is None else temperature
+        max_new_tokens = self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
+        settings: dict[str, Any] = {
+            "temperature": temperature,
             "top_p": self.cfg.top_p,
-            "max_new_tokens": self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            "max_new_tokens": max_new_tokens,
             "seed": seed,
         }
         key = self._cache_key(messages, settings)
         path = self.cache_dir / key[:2] / f"{key}.json"
         if path.is_file():
             try:
-                reply = json.loads(path.read_text(encoding="utf-8"))["reply"]
+                cached = json.loads(path.read_text(encoding="utf-8"))["reply"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                cached = None  # a torn or foreign file: regenerate and overwrite it
+            if isinstance(cached, str):
                 self.cache_hits += 1
-                return reply
-            except (json.JSONDecodeError, KeyError):
-                pass  # a torn or foreign file: regenerate and overwrite it
-        if self.cfg.kind == "local":
-            reply = self._complete_local(messages, **settings)
-        else:
-            reply = self._complete_openai(messages, **settings)
+                return cached
+        complete = self._complete_local if self.cfg.kind == "local" else self._complete_openai
+        reply = complete(
+            messages, temperature=temperature, top_p=self.cfg.top_p, max_new_tokens=max_new_tokens, seed=seed
+        )
         self.requests += 1
         _write_atomic(
             path,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -280,9 +280,22 @@ class RunConfig(Section):
 # Loading
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+@overload
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig: ...
+
+
+@overload
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, *, model: type[_Model]
+) -> _Model: ...
+
+
 def load_config(
     path: str | Path | None, overrides: list[str] | None = None, *, model: type[BaseModel] = RunConfig
-) -> Any:
+) -> BaseModel:
     """Read YAML (or start empty), apply dotted `key=value` overrides, validate, report every error at once."""
     source = str(path) if path else "<defaults>"
     raw: dict[str, Any] = {}
@@ -298,7 +311,7 @@ def load_config(
             raise ConfigError(
                 source, ["the top level must be a mapping of sections (model:, data:, train:, ...)"]
             )
-    problems = [p for item in overrides or [] if (p := apply_override(raw, item))]
+    problems = [problem for item in overrides or [] if (problem := apply_override(raw, item))]
     if model is RunConfig and path is not None:
         raw.setdefault("output", {})
         if isinstance(raw["output"], dict):

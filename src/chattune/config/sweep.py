@@ -15,6 +15,7 @@ a real config key is checked by `chattune.sweep.space.validate_space`, which nee
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -97,7 +98,7 @@ ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimina
 
 
 def _check_range(
-    low: float | None, high: float | None, values: list | None, log: bool, step: float | None
+    low: float | None, high: float | None, values: Sequence[float] | None, log: bool, step: float | None
 ) -> None:
     if values is not None:
         if low is not None or high is not None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from chattune.config.prepare import NoiseConfig, ScopeConfig, TextConfig
 
@@ -385,7 +385,7 @@ class ScopeScorer:
         """Highest cosine similarity of each text to the description's anchors."""
         if not texts:
             return []
-        return (self.embed(texts) @ self.anchors.T).max(axis=1).tolist()
+        return cast(list[float], (self.embed(texts) @ self.anchors.T).max(axis=1).tolist())
 
 
 def truncate_front(

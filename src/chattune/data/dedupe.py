@@ -57,9 +57,10 @@ class HashTable:
     def _slots(self, keys: np.ndarray) -> np.ndarray:
         # Multiplicative (Fibonacci) hashing: the top bits of key * 2^64/phi, whatever bits the keys vary in.
         bits = len(self.keys).bit_length() - 1
-        return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(
-            np.int64
-        )
+        slots: np.ndarray = (
+            (keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
+        ).astype(np.int64)
+        return slots
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query positions, values): one pair for every value stored under each query key."""

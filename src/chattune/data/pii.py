@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Callable
 
 from chattune.config.prepare import PiiConfig
 
@@ -64,7 +65,9 @@ def redact(text: str, cfg: PiiConfig) -> tuple[str, Counter[str]]:
     if not cfg.enabled or not _MAYBE.search(text):
         return text, counts
 
-    def sub(kind: str, pattern: re.Pattern[str], text: str, check=None) -> str:  # noqa: ANN001
+    def sub(
+        kind: str, pattern: re.Pattern[str], text: str, check: Callable[[str], bool] | None = None
+    ) -> str:
         def repl(m: re.Match[str]) -> str:
             if check is not None and not check(m.group(0)):
                 return m.group(0)

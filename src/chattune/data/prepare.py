@@ -930,6 +930,7 @@ def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: 
     first_errors: dict[str, str] = {}
     items: list[Item] = []
     n = 0
+    reason: str | None  # the record's fatal problem, if any
     for rec in iter_source(SourceConfig(path=path)):
         n += 1
         if rec.error:

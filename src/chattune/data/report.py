@@ -39,7 +39,8 @@ def write_report(out: Path, result: PrepareResult, stats: Stats) -> Path:
     if stats.tokens_before or after:
         import numpy as np
 
-        bins = np.histogram_bin_edges([*stats.tokens_before, *after], bins=40)  # shared, so the two compare
+        # shared, so the two compare; as a list of floats (what matplotlib's annotations take)
+        bins = np.histogram_bin_edges([*stats.tokens_before, *after], bins=40).tolist()
         ax.hist(
             stats.tokens_before,
             bins=bins,

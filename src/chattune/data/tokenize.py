@@ -13,7 +13,7 @@ separately, which is exactly how the model sees them at inference: prompt tokens
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from chattune.data.conversation import Conversation
 from chattune.errors import DataError
@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
+
+
+def decode_text(
+    tokenizer: PreTrainedTokenizerBase, ids: list[int], *, skip_special_tokens: bool = False
+) -> str:
+    """The text of one sequence of token ids. `tokenizer.decode` is annotated as returning str or, for a
+    batch of sequences, a list of them; one sequence gives a str."""
+    text = tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+    if not isinstance(text, str):
+        raise TypeError(f"{type(tokenizer).__name__}.decode returned {type(text).__name__} for one sequence")
+    return text
 
 
 @dataclass
@@ -98,7 +109,10 @@ class ChatRenderer:
             return ""
         if self._template is None:
             return self._slow(messages, gen_prompt)
-        return self._template.render(messages=messages, add_generation_prompt=gen_prompt, **self._variables)
+        # a jinja2 Template (from a transformers helper without annotations): render gives a str
+        return cast(
+            str, self._template.render(messages=messages, add_generation_prompt=gen_prompt, **self._variables)
+        )
 
 
 def render_segments(
@@ -136,7 +150,7 @@ def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         return [enc.ids for enc in backend.encode_batch(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return cast(list[list[int]], tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
 def tokenize_conversations(
@@ -178,11 +192,13 @@ def render_trained_markup(example: TokenizedExample, tokenizer: PreTrainedTokeni
     """Rich markup of one example: trained tokens in bold green, context dimmed. For `chattune validate`."""
     from rich.markup import escape
 
-    out, run, run_trained = [], [], None
+    out: list[str] = []
+    run: list[int] = []
+    run_trained: bool | None = None
     for tok, lab in [*zip(example.input_ids, example.labels, strict=True), (None, None)]:
         trained = lab is not None and lab != IGNORE_INDEX
         if tok is None or (run and trained != run_trained):
-            text = escape(tokenizer.decode(run))
+            text = escape(decode_text(tokenizer, run))
             out.append(f"[bold green]{text}[/]" if run_trained else f"[dim]{text}[/]")
             run = []
         if tok is not None:

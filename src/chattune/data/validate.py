@@ -13,6 +13,7 @@ counted as fixes); the others are fatal. Empty content is counted here and handl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,11 +147,11 @@ def _text_parts(content: Any) -> str | None:
     ):
         texts = [p.get("text") for p in content]
         if all(isinstance(t, str) for t in texts):
-            return "\n".join(texts)  # type: ignore[arg-type]
+            return "\n".join(texts)
     return None
 
 
-def token_stats(values: list[int] | np.ndarray) -> dict[str, float]:
+def token_stats(values: Sequence[int] | np.ndarray) -> dict[str, float]:
     """min, max, mean, median, p5, p95 of a list of counts (all 0 for an empty list)."""
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
@@ -166,7 +167,7 @@ def token_stats(values: list[int] | np.ndarray) -> dict[str, float]:
     }
 
 
-def openai_estimate(lengths: list[int]) -> tuple[int, int]:
+def openai_estimate(lengths: Sequence[int]) -> tuple[int, int]:
     """(epochs, billed tokens) OpenAI's fine-tuning would use by default for these conversation lengths.
 
     The cookbook's rule: 3 epochs, raised so epochs * n >= 100 or lowered so epochs * n <= 25,000, and

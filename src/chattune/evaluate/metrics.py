@@ -129,8 +129,10 @@ def by_category(rows: list[dict[str, Any]], categories: list[str]) -> dict[str, 
 
 def delta(finetuned: dict[str, float | None], base: dict[str, float | None]) -> dict[str, float | None]:
     """finetuned - base for every key both define (n_items excluded)."""
-    keys = [k for k in finetuned if k != "n_items" and k in base]
-    return {
-        k: (finetuned[k] - base[k]) if finetuned[k] is not None and base[k] is not None else None  # type: ignore[operator]
-        for k in keys
-    }
+    out: dict[str, float | None] = {}
+    for k in finetuned:
+        if k == "n_items" or k not in base:
+            continue
+        after, before = finetuned[k], base[k]
+        out[k] = after - before if after is not None and before is not None else None
+    return out

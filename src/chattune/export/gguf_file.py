@@ -217,7 +217,8 @@ def _arch_enum(arch: str) -> Any:
 def _permute_for_rope(w: np.ndarray, n_head: int) -> np.ndarray:
     """transformers stores rotary halves [x0..x63 | y0..y63]; GGML's rope wants pairs interleaved.
     The same reshape as llama.cpp's convert_hf_to_gguf.py (and the inverse of transformers' loader)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    permuted: np.ndarray = w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2)
+    return permuted.reshape(w.shape)
 
 
 def _pad_rows(w: np.ndarray, rows: int) -> np.ndarray:

@@ -140,10 +140,14 @@ def write_hf(
     import torch
 
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[quant]
-    model = model.to(dtype)
+    # cast in place (PreTrainedModel.to returns the model itself), called as an nn.Module: transformers
+    # decorates PreTrainedModel.to with functools.wraps, and mypy then cannot bind its self
+    module: torch.nn.Module = model
+    module.to(dtype)
     model.config.dtype = dtype
     gen = model.generation_config
-    gen.eos_token_id = [int(i) for i in tokenizer.convert_tokens_to_ids(stops)]
+    ids = tokenizer.convert_tokens_to_ids(stops)  # a list for a list of tokens
+    gen.eos_token_id = [int(i) for i in (ids if isinstance(ids, list) else [ids])]
     gen.pad_token_id = tokenizer.pad_token_id
     for f in ("model.safetensors", "model.safetensors.index.json"):
         (out / f).unlink(missing_ok=True)

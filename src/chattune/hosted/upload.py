@@ -74,25 +74,29 @@ def prepare_file(path: Path, model: str) -> Prepared:
     lines: list[int] = []
     tokens: list[int] = []
     fixes: Counter[str] = Counter()
-    kind: str | None = None
+    kind: Literal["supervised", "dpo"] | None = None
     systems: set[str | None] = set()
     for rec in iter_source(SourceConfig(path=path)):
         line = rec.loc if rec.loc_kind == "line" else None
-        where = {"file": str(path), "line": line}
         if rec.error:
-            raise DataError(rec.detail, **where)
+            raise DataError(rec.detail, file=str(path), line=line)
         obj = rec.obj
-        this = "dpo" if is_preference_record(obj) else "supervised"
+        this: Literal["supervised", "dpo"] = "dpo" if is_preference_record(obj) else "supervised"
         if kind is not None and this != kind:
             raise DataError(
-                "mixes preference pairs and plain conversations; OpenAI takes one kind per file", **where
+                "mixes preference pairs and plain conversations; OpenAI takes one kind per file",
+                file=str(path),
+                line=line,
             )
         kind = this
-        checked = check_preference_record(obj) if this == "dpo" else check_record(obj)
+        # a preference record is a dict (is_preference_record checked)
+        checked = (
+            check_preference_record(obj) if this == "dpo" and isinstance(obj, dict) else check_record(obj)
+        )
         if checked.reason:
-            raise DataError(checked.detail, **where)
+            raise DataError(checked.detail, file=str(path), line=line)
         if "empty_content" in checked.categories:
-            raise DataError("a message has empty content, which OpenAI rejects", **where)
+            raise DataError("a message has empty content, which OpenAI rejects", file=str(path), line=line)
         fixes.update(checked.fixes)
         first = checked.messages[0]
         systems.add(first["content"] if first["role"] == "system" else None)
@@ -113,7 +117,7 @@ def prepare_file(path: Path, model: str) -> Prepared:
     if not out:
         raise DataError("no examples", file=str(path))
     system = next(iter(systems)) if len(systems) == 1 else None
-    return Prepared(path, kind or "supervised", b"".join(out), lines, tokens, fixes, counter, system)  # type: ignore[arg-type]
+    return Prepared(path, kind or "supervised", b"".join(out), lines, tokens, fixes, counter, system)
 
 
 def token_counter(model: str) -> tuple[Callable[[str], int], str]:

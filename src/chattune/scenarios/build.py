@@ -128,9 +128,9 @@ def build(
 
     # 3. Hold out eval prompts per category; drop training conversations that share a user turn with them.
     eval_scenes: list[Scene] = []
-    for cat, pool in scenes.items():
+    for category, pool in scenes.items():  # the built categories and document_qa
         order = list(range(len(pool)))
-        random.Random(derive_seed(gen.seed, "eval", cat)).shuffle(order)
+        random.Random(derive_seed(gen.seed, "eval", category)).shuffle(order)
         taken: set[str] = set()
         for idx in order:
             if len(taken) >= min(

@@ -17,8 +17,9 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from chattune.data.conversation import Conversation
@@ -45,20 +46,21 @@ class CoverageReport:
     generators: dict[str, int]
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def print(self, console: Console) -> None:
         table = Table(title=f"Coverage: {self.total} conversations (target {self.target} per category)")
-        for col, justify in [
+        columns: list[tuple[str, JustifyMethod]] = [
             ("category", "left"),
             ("conversations", "right"),
             ("share", "right"),
             ("distinct phrasings", "right"),
             ("near-duplicates", "right"),
             ("status", "left"),
-        ]:
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        ]
+        for col, justify in columns:
+            table.add_column(col, justify=justify)
         colour = {"ok": "green", "thin": "yellow", "missing": "bold red", "extra": "cyan"}
         for r in self.categories:
             table.add_row(

@@ -286,7 +286,8 @@ class TemplateEngine:
         self.followable = [i for i in spec.intents if i.follow_ups]
 
     def draw(self, category: str, rng: random.Random) -> Scene | None:
-        scene = getattr(self, f"draw_{category}")(rng)
+        draw: Callable[[random.Random], Scene | None] = getattr(self, f"draw_{category}")
+        scene = draw(rng)
         if scene is not None:
             scene.meta.setdefault("expected_behavior", "answer")
         return scene

@@ -17,18 +17,6 @@ from pydantic import Field, model_validator
 
 from chattune.config import Section, TeacherConfig, load_config
 
-# The eight behaviours a build covers, as written in meta.category (and in the eval suite).
-CATEGORIES: tuple[str, ...] = (
-    "edge_cases",  # unconventional or nonsensical requests, answered playfully or redirected
-    "multi_turn",  # later turns refer back to earlier ones
-    "negative",  # false premises, wrong information, impossible requests: polite correction
-    "personas",  # formal, casual, terse, frustrated, non-native, novice, expert users
-    "language_complexity",  # plain and nuanced phrasings of the same need
-    "ambiguity",  # underspecified requests answered with a clarifying question
-    "interleaved_intents",  # a conversation that switches between tasks and back
-    "synonymous",  # paraphrase sets for one intent
-)
-DOCUMENT_CATEGORY = "document_qa"  # grounded Q&A from documents (an extra, optional category)
 Category = Literal[
     "edge_cases",
     "multi_turn",
@@ -39,6 +27,18 @@ Category = Literal[
     "interleaved_intents",
     "synonymous",
 ]
+# The eight behaviours a build covers, as written in meta.category (and in the eval suite).
+CATEGORIES: tuple[Category, ...] = (
+    "edge_cases",  # unconventional or nonsensical requests, answered playfully or redirected
+    "multi_turn",  # later turns refer back to earlier ones
+    "negative",  # false premises, wrong information, impossible requests: polite correction
+    "personas",  # formal, casual, terse, frustrated, non-native, novice, expert users
+    "language_complexity",  # plain and nuanced phrasings of the same need
+    "ambiguity",  # underspecified requests answered with a clarifying question
+    "interleaved_intents",  # a conversation that switches between tasks and back
+    "synonymous",  # paraphrase sets for one intent
+)
+DOCUMENT_CATEGORY = "document_qa"  # grounded Q&A from documents (an extra, optional category)
 Style = Literal["formal", "casual", "terse", "frustrated", "non_native", "novice", "expert"]
 Behavior = Literal["answer", "clarify", "decline", "correct"]
 

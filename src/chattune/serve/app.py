@@ -11,7 +11,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,7 @@ def create_app(
     app = FastAPI(title="chattune", version="1", lifespan=lifespan)
     app.state.engine = engine
     key = cfg.api_key.get_secret_value() if cfg.api_key else None
-    app.add_middleware(Guard, api_key=key, max_body=cfg.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(Guard, api_key=key, max_body=cfg.max_body_bytes)
 
     # -- errors: every 4xx and 5xx in OpenAI's shape ---------------------------------------------
     def reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -251,8 +251,9 @@ def create_app(
         messages = [m.as_template_message() for m in req.messages]
         if system_prompt and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": system_prompt})
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if not isinstance(ids, list) else ids)
+        encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        # a BatchEncoding in transformers 5, the list of ids before
+        ids = _token_ids(encoded["input_ids"] if isinstance(encoded, Mapping) else encoded)
         asked = req.max_completion_tokens or req.max_tokens or cfg.max_new_tokens
         return await answer(request, req, start(req, ids, asked, "messages"), chat=True)
 
@@ -265,6 +266,13 @@ def create_app(
         return await answer(request, req, start(req, ids, asked, "prompt"), chat=False)
 
     return app
+
+
+def _token_ids(ids: object) -> list[int]:
+    """One tokenised prompt as a list of ints, checked."""
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        raise TypeError(f"the tokenizer gave {type(ids).__name__}, not a list of token ids")
+    return list(ids)
 
 
 class Guard:
@@ -281,7 +289,8 @@ class Guard:
         from fastapi.responses import JSONResponse
 
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         headers = dict(scope.get("headers") or [])
         if self.api_key and scope["path"] not in OPEN_PATHS:
             auth = headers.get(b"authorization", b"").decode("latin-1")
@@ -310,13 +319,13 @@ class Guard:
             more = message.get("more_body", False)
             if size > self.max_body:
                 return await too_big(scope, receive, send)
-        body, replayed = b"".join(chunks), False
+        content, replayed = b"".join(chunks), False
 
         async def replay() -> dict[str, Any]:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": content, "more_body": False}
             return dict(await receive())
 
         await self.app(scope, replay, send)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chattune.data.tokenize import decode_text
 from chattune.generate import GenerationSettings, end_of_turn_ids
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ class Engine:
         if token in self.stop_ids:
             return self._finish(job, "stop")
         job.generated.append(token)
-        text = self.tokenizer.decode(job.generated, skip_special_tokens=True)
+        text = decode_text(self.tokenizer, job.generated, skip_special_tokens=True)
         for s in job.stop:
             if (at := text.find(s)) >= 0:
                 job.text = text[:at]

@@ -204,9 +204,9 @@ def _plot_learning_rate(study: optuna.Study, metric: str) -> Any:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()
-    for state, style in (
-        (TrialState.COMPLETE, {"color": "tab:blue", "marker": "o"}),
-        (TrialState.PRUNED, {"color": "tab:orange", "marker": "x"}),
+    for state, color, marker in (
+        (TrialState.COMPLETE, "tab:blue", "o"),
+        (TrialState.PRUNED, "tab:orange", "x"),
     ):
         points = [
             (t.params[LEARNING_RATE], v)
@@ -215,7 +215,12 @@ def _plot_learning_rate(study: optuna.Study, metric: str) -> Any:
             and (v := t.value if state == TrialState.COMPLETE else _last_intermediate(t)) is not None
         ]
         if points:
-            ax.scatter(*zip(*points, strict=True), label=f"{STATUS[state]} ({len(points)})", **style)
+            ax.scatter(
+                *zip(*points, strict=True),
+                label=f"{STATUS[state]} ({len(points)})",
+                color=color,
+                marker=marker,
+            )
     ax.set_xscale("log")
     ax.set_xlabel(LEARNING_RATE)
     ax.set_ylabel(f"{metric} (pruned: last reported)")

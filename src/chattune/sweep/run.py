@@ -345,7 +345,7 @@ def _best_value(metrics_file: Path, metric: str, direction: str) -> float:
     )
     if not values:
         raise ChattuneError(f"{metrics_file.parent.name}: no {metric} was recorded (does the run validate?)")
-    return min(values) if direction == "minimize" else max(values)
+    return float(min(values) if direction == "minimize" else max(values))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -470,8 +470,9 @@ def _pruner(sweep: SweepConfig, cfg: RunConfig) -> optuna.pruners.BasePruner:
             reduction_factor=3,
         )
     if sweep.pruner == "threshold":
-        bound = {"upper" if sweep.resolved_direction == "minimize" else "lower": sweep.pruner_threshold}
-        return optuna.pruners.ThresholdPruner(**bound, n_warmup_steps=warmup_steps)
+        if sweep.resolved_direction == "minimize":
+            return optuna.pruners.ThresholdPruner(upper=sweep.pruner_threshold, n_warmup_steps=warmup_steps)
+        return optuna.pruners.ThresholdPruner(lower=sweep.pruner_threshold, n_warmup_steps=warmup_steps)
     return optuna.pruners.NopPruner()
 
 

@@ -64,7 +64,7 @@ def _trial_raw(
 ) -> dict[str, Any]:
     # to_yaml keeps None (dropping it would turn e.g. eval.every_steps: null back into its default) and
     # leaves out the keys recipe auto chooses unless the user set them: each trial's recipe is its own.
-    raw = yaml.safe_load(base.to_yaml())
+    raw: dict[str, Any] = yaml.safe_load(base.to_yaml())
     raw.pop("sweep", None)
     for key, value in params.items():
         node = raw

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -189,7 +189,8 @@ def load_state(path: Path) -> TrainState:
 
 
 def load_optimizer_state(path: Path) -> dict[str, Any]:
-    return torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    # what _save_checkpoint wrote: optimizer.state_dict()
+    return cast(dict[str, Any], torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
 
 
 def restore_rng(path: Path) -> None:

@@ -14,7 +14,9 @@ import resource
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
+from typing import Any
 
 from chattune.errors import ChattuneError
 
@@ -40,7 +42,8 @@ class StopOnSignal:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        # What signal.signal returned: a Python handler, SIG_DFL/SIG_IGN, or None for one installed outside Python.
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
@@ -66,7 +69,8 @@ class StopOnSignal:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, handler)  # type: ignore[arg-type]
+            # A handler installed outside Python cannot be put back (signal.signal refuses None): default it.
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def peak_memory() -> dict[str, float]:
@@ -77,6 +81,6 @@ def peak_memory() -> dict[str, float]:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rss_bytes = rss if sys.platform == "darwin" else rss * 1024
     out = {"peak_rss_gb": rss_bytes / 1e9}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # torch.cuda.is_initialized has no annotations
         out["cuda_max_allocated_gb"] = torch.cuda.max_memory_allocated() / 1e9
     return out

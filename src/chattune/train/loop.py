@@ -40,7 +40,7 @@ from rich.progress import (
 )
 
 from chattune.config import EvalConfig, RunConfig, TrainConfig
-from chattune.errors import ChattuneError, ConfigError
+from chattune.errors import ChattuneError
 from chattune.hardware import resolve_precision
 from chattune.model import load_tokenizer
 from chattune.train import checkpoint as ckpt
@@ -65,6 +65,12 @@ from chattune.train.validation import loss_sums, metrics_from_sums
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator  # untyped: Any to mypy, named here for the reader
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from chattune.data.tokenize import TokenizedExample, TokenizeStats
 
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
 # Generation metrics on eval.suite_file at each evaluation: chattune.evaluate.during_training.suite_metrics. Passed in,
@@ -103,7 +109,7 @@ def run(
     from accelerate.utils import set_seed
 
     if cfg.eval.suite_file is not None and suite_metrics is None:
-        raise ConfigError(
+        raise ChattuneError(
             "eval.suite_file is set but no suite scorer was passed: call "
             "run(cfg, suite_metrics=chattune.evaluate.during_training.suite_metrics) (`chattune train` does)"
         )
@@ -526,7 +532,7 @@ def _broadcast_paths(accelerator: object, paths: list[Path]) -> list[Path]:
 
 def _build_resumable(
     cfg: RunConfig, candidates: list[Path], console: Console | None, device: torch.device
-) -> tuple[torch.nn.Module, Path | None, list[str]]:
+) -> tuple[PreTrainedModel, Path | None, list[str]]:
     """The model, from the newest checkpoint that loads (a checkpoint whose weights have the wrong
     shapes passes the file checks and fails only here), else from the base model; and the kernels."""
     for path in candidates:
@@ -542,8 +548,13 @@ def _build_resumable(
 
 
 def _save_checkpoint(
-    accelerator, loss_module, optimizer, tokenizer, cfg: RunConfig, state: ckpt.TrainState
-) -> None:  # type: ignore[no-untyped-def]
+    accelerator: Accelerator,
+    loss_module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tokenizer: PreTrainedTokenizerBase,
+    cfg: RunConfig,
+    state: ckpt.TrainState,
+) -> None:
     """Every process calls this: under FSDP and DeepSpeed ZeRO-3 gathering the full state dict is a
     collective (a rank-0-only call would hang); the main process then writes it."""
     model = accelerator.unwrap_model(loss_module).model
@@ -580,8 +591,8 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
     """final/: the best checkpoint's model (or the last one without validation), loadable by plain
     transformers. LoRA runs get the adapter in final/adapter and, by default, the merged model in final/."""
     root = cfg.run_dir / "checkpoints"
-    use_best = cfg.output.final_weights == "best" and state.best_step is not None
-    source = ckpt.checkpoint_dir(root, state.best_step) if use_best else ckpt.latest_checkpoint(root)  # type: ignore[arg-type]
+    best_step = state.best_step if cfg.output.final_weights == "best" else None
+    source = ckpt.checkpoint_dir(root, best_step) if best_step is not None else ckpt.latest_checkpoint(root)
     assert source is not None and source.is_dir()
     final = cfg.run_dir / "final"
     shutil.rmtree(final, ignore_errors=True)
@@ -610,7 +621,13 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
     return final
 
 
-def _rehearsal_examples(cfg: RunConfig, tokenizer, n_train: int, accelerator, console: Console) -> list:  # type: ignore[no-untyped-def]
+def _rehearsal_examples(
+    cfg: RunConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    n_train: int,
+    accelerator: Accelerator,
+    console: Console,
+) -> list[TokenizedExample]:
     """Tokenised rehearsal conversations (the base model's own general answers; see rehearsal.py). The
     main process generates (or reads the cache) first, so the others only read the cache."""
     from chattune.data.tokenize import tokenize_conversations
@@ -629,7 +646,7 @@ def _rehearsal_examples(cfg: RunConfig, tokenizer, n_train: int, accelerator, co
     return examples
 
 
-def _past_budget(accelerator, elapsed: float, budget_minutes: float) -> bool:  # type: ignore[no-untyped-def]
+def _past_budget(accelerator: Accelerator, elapsed: float, budget_minutes: float) -> bool:
     """Every process stops at the same step: the decision is the slowest clock's."""
     over = torch.tensor([float(elapsed > budget_minutes * 60)], device=accelerator.device)
     if accelerator.num_processes > 1:
@@ -661,7 +678,7 @@ def _record_recipe(run_dir: Path, cfg: RunConfig, choices: list[Choice]) -> None
     )
 
 
-def _stats_dict(stats: object) -> dict[str, object]:
-    d = asdict(stats)  # type: ignore[call-overload]
+def _stats_dict(stats: TokenizeStats) -> dict[str, object]:
+    d = asdict(stats)
     d["dropped_indices"] = d["dropped_indices"][:1000]
     return d

@@ -13,6 +13,8 @@ The wrapper is an nn.Module so that accelerate can wrap it (DDP/FSDP hooks run o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +23,9 @@ from torch.utils.checkpoint import checkpoint
 from chattune.train.cpu_kernels.attention import NAME as DOCUMENT_ATTENTION
 from chattune.train.cpu_kernels.attention import plan_documents
 from chattune.train.cpu_kernels.head import FusedHeadLoss
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class SupervisedLoss(nn.Module):
@@ -32,8 +37,10 @@ class SupervisedLoss(nn.Module):
         self.chunk_size = chunk_size
         self.own_head = own_head  # chattune projects the scored tokens itself (a tested, plain head)
 
-    def causal_lm(self) -> nn.Module:
-        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+    def causal_lm(self) -> PreTrainedModel:
+        """The transformers model under a peft wrapper, or the model itself."""
+        get_base_model = getattr(self.model, "get_base_model", None)
+        return cast("PreTrainedModel", get_base_model() if get_base_model is not None else self.model)
 
     def forward(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor, select: torch.Tensor, targets: torch.Tensor
@@ -52,11 +59,12 @@ class SupervisedLoss(nn.Module):
             input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra
         ).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, select)
-        head = lm.get_output_embeddings()
+        head = cast(nn.Module, lm.get_output_embeddings())
         softcap = getattr(lm.config, "final_logit_softcapping", None)
         needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad)
         if needs_grad and not softcap and getattr(head, "bias", None) is None:
-            return FusedHeadLoss.apply(hidden, head.weight, targets, self.chunk_size)
+            fused = FusedHeadLoss.apply(hidden, head.weight, targets, self.chunk_size)  # type: ignore[no-untyped-call]  # torch.autograd.Function.apply has no annotations
+            return cast(tuple[torch.Tensor, torch.Tensor], fused)
         loss = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         for start in range(0, hidden.shape[0], self.chunk_size):

@@ -71,7 +71,8 @@ def resolve_recipe(
 
     def choose(section: str, key: str, value: float | int, why: str) -> float | int:
         if cfg.user_set(section, key):
-            return getattr(getattr(cfg, section), key)  # type: ignore[no-any-return]
+            user_value: float | int = getattr(getattr(cfg, section), key)  # a numeric key (see callers)
+            return user_value
         setattr(getattr(out, section), key, value)
         out.auto_keys.add(f"{section}.{key}")
         choices.append(Choice(f"{section}.{key}", value, why))
@@ -86,7 +87,7 @@ def resolve_recipe(
         "each, so a step sees a controlled number of them",
     )
     n = shape.conversations
-    epochs_for_data = min(10, max(1, TARGET_SEEN // n))
+    epochs_for_data: float = min(10, max(1, TARGET_SEEN // n))
     why = f"{n} conversations: ~{TARGET_SEEN} seen in all (1 to 10 passes) lets a small set's facts stick"
     budget = cfg.train.time_budget_minutes
     if budget and seconds_per_token:

@@ -20,9 +20,14 @@ import json
 import random
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from chattune.config import EMBEDDED_MODEL, ModelConfig
 from chattune.data.conversation import Conversation, Message
+from chattune.data.tokenize import decode_text
+
+if TYPE_CHECKING:
+    from transformers import GenerationMixin
 
 MAX_NEW_TOKENS = 160
 BATCH = 16
@@ -106,7 +111,7 @@ def _generate(model_cfg: ModelConfig, prompts: list[str]) -> dict[str, str]:
         ]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            out = model.generate(
+            out = cast("GenerationMixin", model).generate(  # a causal LM generates
                 **batch,
                 max_new_tokens=MAX_NEW_TOKENS,
                 do_sample=False,
@@ -117,7 +122,7 @@ def _generate(model_cfg: ModelConfig, prompts: list[str]) -> dict[str, str]:
             )
         for prompt, seq in zip(chunk, out[:, batch["input_ids"].shape[1] :].tolist(), strict=True):
             ended = any(t in eos for t in seq)
-            text = tokenizer.decode(seq, skip_special_tokens=True).strip()
+            text = decode_text(tokenizer, seq, skip_special_tokens=True).strip()
             if ended and text:
                 answers[prompt] = text
     return answers

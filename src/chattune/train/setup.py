@@ -10,7 +10,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -154,7 +154,7 @@ def build_model(
                 model, use_gradient_checkpointing=cfg.train.gradient_checkpointing
             )
         if resume_from is not None:
-            model = PeftModel.from_pretrained(model, str(resume_from), is_trainable=True)
+            peft_model = PeftModel.from_pretrained(model, str(resume_from), is_trainable=True)
         else:
             torch.manual_seed(cfg.train.seed)  # LoRA's A matrices are initialised randomly
             lora = LoraConfig(
@@ -164,7 +164,9 @@ def build_model(
                 target_modules=cfg.lora.target_modules,
                 task_type="CAUSAL_LM",
             )
-            model = get_peft_model(model, lora)
+            peft_model = get_peft_model(model, lora)
+        # peft's model forwards the PreTrainedModel API (config, gradient checkpointing, generate) to the base
+        model = cast("PreTrainedModel", peft_model)
         if method == "lora":
             _store_frozen_linears_in_compute_dtype(model, resolve_precision(cfg.train.precision))
     kernels = cpu_kernels.apply(model, cfg.train, device or torch.device("cpu"))
@@ -176,7 +178,7 @@ def build_model(
     return model, kernels
 
 
-def _store_frozen_linears_in_compute_dtype(model: torch.nn.Module, precision: str) -> int:
+def _store_frozen_linears_in_compute_dtype(model: PreTrainedModel, precision: str) -> int:
     """Under bf16/fp16 autocast, keep LoRA's frozen base projections in that dtype: autocast would cast
     them to it on every forward anyway (the same rounding), so this only removes the per-step casts
     (~4% of a CPU step) and halves their memory. Embeddings, norms and the (tied) output head keep

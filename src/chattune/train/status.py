@@ -58,6 +58,8 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
+        body = None
+    if not isinstance(body, dict):
         return {"state": "failed", "note": "status.json unreadable"}
     if body.get("state") == "running" and not _alive(body):
         body = {**body, "state": "failed", "note": "the training process is gone (killed or crashed)"}
@@ -69,7 +71,8 @@ def _alive(body: dict[str, Any]) -> bool:
         return True  # another machine's process: we cannot tell, so believe the file
     try:
         proc = psutil.Process(int(body["pid"]))
-        return abs(proc.create_time() - float(body["pid_started"])) < 1.0 and proc.status() != "zombie"
+        # psutil has no annotations: create_time() is a float, status() a str
+        return bool(abs(proc.create_time() - float(body["pid_started"])) < 1.0 and proc.status() != "zombie")
     except (psutil.Error, KeyError, ValueError, TypeError):
         return False
 

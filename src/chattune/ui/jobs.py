@@ -120,6 +120,7 @@ def stop_pid(pid: int, pid_started: float) -> bool:
 def _alive(pid: int, started: float) -> bool:
     try:
         proc = psutil.Process(pid)
-        return abs(proc.create_time() - started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        # psutil has no annotations: create_time() is a float, status() a str
+        return bool(abs(proc.create_time() - started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False

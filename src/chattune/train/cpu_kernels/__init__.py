@@ -39,7 +39,8 @@ TESTED_WITH_TRANSFORMERS = (5, 25)
 
 
 def model_type(model: nn.Module) -> str:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)  # a peft model wraps the transformers one
+    base = get_base_model() if callable(get_base_model) else model
     return str(getattr(getattr(base, "config", None), "model_type", ""))
 
 

@@ -27,6 +27,7 @@ transformers' own mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -292,13 +293,27 @@ def _(
     return like(query), like(key), like(value)
 
 
-def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+class _Context(Protocol):
+    """The `ctx` torch passes document_attention's autograd functions (torch's FunctionCtx stub does not
+    declare saved_tensors)."""
+
+    saved_tensors: tuple[
+        Tensor, Tensor, Tensor, Tensor, Tensor, Tensor
+    ]  # query, key, value, gather, scatter, buckets
+    scale: float
+
+    def save_for_backward(self, *tensors: Tensor) -> None: ...
+
+
+def _setup_context(
+    ctx: _Context, inputs: tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, float], output: Tensor
+) -> None:
     query, key, value, gather, scatter, buckets, scale = inputs
     ctx.save_for_backward(query, key, value, gather, scatter, buckets)
     ctx.scale = scale
 
 
-def _backward(ctx, grad_out):  # type: ignore[no-untyped-def]
+def _backward(ctx: _Context, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None, None]:
     query, key, value, gather, scatter, buckets = ctx.saved_tensors
     grad_q, grad_k, grad_v = document_attention_backward(
         grad_out.to(query.dtype).contiguous(), query, key, value, gather, scatter, buckets, ctx.scale
@@ -325,7 +340,7 @@ def attention_forward(
     dropout: float = 0.0,
     scaling: float | None = None,
     document_plan: DocumentPlan | None = None,
-    **kwargs: object,
+    **kwargs: Any,  # whatever transformers passes its attention functions; forwarded to SDPA's
 ) -> tuple[Tensor, None]:
     """transformers attention interface: per-document attention when given a plan, else SDPA.
     With a plan, every other argument must be one this kernel knows: an attention feature added to
@@ -350,7 +365,7 @@ def attention_forward(
         )  # plain softmax attention
         and getattr(module, "is_causal", True)
     )
-    if not usable:
+    if document_plan is None or not usable:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -377,5 +392,11 @@ def use_document_attention(model: torch.nn.Module) -> bool:
         return False
     AttentionInterface.register(NAME, attention_forward)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
-    model.set_attn_implementation(NAME)
-    return config._attn_implementation == NAME
+    cast(_SetsAttention, model).set_attn_implementation(NAME)
+    return bool(config._attn_implementation == NAME)
+
+
+class _SetsAttention(Protocol):
+    """transformers' PreTrainedModel (and a peft model, which forwards the call to it)."""
+
+    def set_attn_implementation(self, attn_implementation: str) -> None: ...

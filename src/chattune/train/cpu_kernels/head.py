@@ -7,7 +7,23 @@ forward; every other model is scored on the logits its own forward returns.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
+
+
+class _Context(Protocol):
+    """The `ctx` torch passes FusedHeadLoss (torch's FunctionCtx stub declares neither saved_tensors nor
+    needs_input_grad, and its save_for_backward does not take the None that torch accepts)."""
+
+    saved_tensors: tuple[torch.Tensor | None, torch.Tensor | None]  # grad_hidden, grad_weight
+    needs_input_grad: tuple[bool, ...]
+
+    def save_for_backward(
+        self, grad_hidden: torch.Tensor | None, grad_weight: torch.Tensor | None, /
+    ) -> None: ...
+
+    def mark_non_differentiable(self, *tensors: torch.Tensor) -> None: ...
 
 
 class FusedHeadLoss(torch.autograd.Function):
@@ -23,8 +39,8 @@ class FusedHeadLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+    def forward(
+        ctx: _Context,
         hidden: torch.Tensor,
         weight: torch.Tensor,
         targets: torch.Tensor,
@@ -62,10 +78,10 @@ class FusedHeadLoss(torch.autograd.Function):
         return loss, correct
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, _grad_correct: torch.Tensor
+    def backward(
+        ctx: _Context, grad_loss: torch.Tensor, _grad_correct: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
-        grad_hidden, grad_weight = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_hidden, grad_weight = ctx.saved_tensors
         return (
             grad_hidden * grad_loss if grad_hidden is not None else None,
             grad_weight * grad_loss if grad_weight is not None else None,

@@ -21,6 +21,7 @@ own forward unchanged.
 from __future__ import annotations
 
 import weakref
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,12 +48,28 @@ def _shared_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return cast
 
 
+class _Context(Protocol):
+    """The `ctx` torch passes _LoraLinearFunction: what it saves and the attributes forward sets on it
+    (torch's FunctionCtx stub declares neither saved_tensors nor needs_input_grad)."""
+
+    # flat, weight, lora_a, lora_b, h, keep (None without dropout)
+    saved_tensors: tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None
+    ]
+    needs_input_grad: tuple[bool, ...]
+    scale: float
+    input_shape: torch.Size
+    input_dtype: torch.dtype
+
+    def save_for_backward(self, *tensors: torch.Tensor | None) -> None: ...
+
+
 class _LoraLinearFunction(torch.autograd.Function):
     """x @ W.T + bias + scaling * (dropout(x) @ A.T) @ B.T, for a frozen W and bias."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+    def forward(
+        ctx: _Context,
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
@@ -77,11 +94,11 @@ class _LoraLinearFunction(torch.autograd.Function):
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    def backward(
+        ctx: _Context, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, None, None, torch.Tensor | None, torch.Tensor | None, None, None]:
-        flat, weight, lora_a, lora_b, h, keep = ctx.saved_tensors  # type: ignore[attr-defined]
-        dtype, scale = flat.dtype, ctx.scale  # type: ignore[attr-defined]
+        flat, weight, lora_a, lora_b, h, keep = ctx.saved_tensors
+        dtype, scale = flat.dtype, ctx.scale
         g = grad_out.reshape(-1, grad_out.shape[-1]).to(dtype)
         a, b = lora_a.to(dtype), lora_b.to(dtype)
         grad_h = (g @ b).mul_(scale)
@@ -95,7 +112,7 @@ class _LoraLinearFunction(torch.autograd.Function):
             if keep is not None:
                 lora_grad_x.mul_(keep)
             grad_x = lora_grad_x.addmm_(g, weight.to(dtype))
-            grad_x = grad_x.view(ctx.input_shape).to(ctx.input_dtype)  # type: ignore[attr-defined]
+            grad_x = grad_x.view(ctx.input_shape).to(ctx.input_dtype)
         return grad_x, None, None, grad_a, grad_b, None, None
 
 
@@ -109,7 +126,7 @@ class FusedLoraLinear(PeftLoraLinear):
         base = self.base_layer
         dropout = self.lora_dropout[adapter]
         p = dropout.p if self.training and isinstance(dropout, nn.Dropout) else 0.0
-        return _LoraLinearFunction.apply(
+        out = _LoraLinearFunction.apply(  # type: ignore[no-untyped-call]  # torch.autograd.Function.apply has no annotations
             x,
             base.weight,
             base.bias,
@@ -118,6 +135,7 @@ class FusedLoraLinear(PeftLoraLinear):
             self.scaling[adapter],
             p,
         )
+        return cast(torch.Tensor, out)
 
     def _fusable_adapter(self, x: torch.Tensor) -> str | None:
         # Under torch.compile, peft's forward: inductor fuses and recomputes it on its own, and the

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,28 +22,37 @@ from torch import nn
 _GATED_MLP_LINE = "self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))"
 
 
+class _Context(Protocol):
+    """The `ctx` torch passes SiluMul (torch's FunctionCtx stub does not declare saved_tensors)."""
+
+    saved_tensors: tuple[torch.Tensor, torch.Tensor]
+
+    def save_for_backward(self, gate: torch.Tensor, up: torch.Tensor, /) -> None: ...
+
+
 class SiluMul(torch.autograd.Function):
     @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, gate: torch.Tensor, up: torch.Tensor
-    ) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: _Context, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(gate, up)
         return F.silu(gate) * up
 
     @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        gate, up = ctx.saved_tensors  # type: ignore[attr-defined]
+    def backward(ctx: _Context, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gate, up = ctx.saved_tensors
         grad_up = grad * F.silu(gate)
         grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
         return grad_gate, grad_up
 
 
+def _silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return cast(torch.Tensor, SiluMul.apply(gate, up))  # type: ignore[no-untyped-call]  # torch.autograd.Function.apply has no annotations
+
+
 def _gated_mlp_forward(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    gate, up = mlp.gate_proj(x), mlp.up_proj(x)
-    product = SiluMul.apply(gate, up) if gate.dtype == up.dtype else F.silu(gate) * up
-    return mlp.down_proj(product)
+    # use_silu_mul checked that these three are modules (nn.Module.__getattr__ is typed Tensor | Module)
+    gate, up = cast(nn.Module, mlp.gate_proj)(x), cast(nn.Module, mlp.up_proj)(x)
+    product = _silu_mul(gate, up) if gate.dtype == up.dtype else F.silu(gate) * up
+    return cast(torch.Tensor, cast(nn.Module, mlp.down_proj)(product))
 
 
 def use_silu_mul(model: nn.Module) -> int:
