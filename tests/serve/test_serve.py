@@ -8,7 +8,7 @@ import pytest
 
 from chattune.model import load_for_inference
 from chattune.serve import ServeConfig, create_app
-from conftest import serve_in_thread
+from tests.helpers import serve_in_thread
 
 KEY = "test-key"
 
@@ -60,12 +60,25 @@ def assert_openai_error(r: httpx.Response, status: int) -> dict:
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-def test_openai_client_gets_a_completion_and_a_stream(server):
+def test_openai_client_gets_a_completion_and_a_stream(server, tiny):
+    from chattune.generate import GenerationSettings, generate_reply
+
     c = client(server)
     assert [m.id for m in c.models.list().data] == ["tiny"]
     done = c.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=6)
     choice = done.choices[0]
-    assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert choice.message.role == "assistant"
+    # greedy: the server's reply is the generation code's own for the run's system prompt + the message
+    alone = generate_reply(
+        *tiny,
+        [{"role": "system", "content": "you are kit"}, *MESSAGES],
+        GenerationSettings(0.0, max_new_tokens=6),
+    )
+    assert (choice.message.content, choice.finish_reason) == (alone.text, alone.finish_reason)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (
+        alone.prompt_tokens,
+        alone.completion_tokens,
+    )
     assert choice.finish_reason in ("stop", "length") and 0 < done.usage.completion_tokens <= 6
     assert done.usage.prompt_tokens > 3  # the run's system prompt was prepended
     streamed = c.chat.completions.create(

@@ -8,7 +8,7 @@ import torch
 
 from chattune.errors import ChattuneError
 from chattune.train import run
-from conftest import tiny_run_config as config
+from tests.helpers import tiny_run_config as config
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import serve_in_thread, tiny_run_config
-from test_ui import fake_run
+from tests.helpers import serve_in_thread, tiny_run_config
+from tests.ui.helpers import fake_run
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

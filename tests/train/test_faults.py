@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from chattune.errors import ChattuneError
 from chattune.train import checkpoint as ckpt
 from chattune.train import run
-from conftest import tiny_run_config as config
+from tests.helpers import tiny_run_config as config
 
 # ---------------------------------------------------------------------------------------------------
 # signals

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from chattune.cli import app
 from chattune.data.conversation import read_jsonl, write_jsonl
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -14,13 +15,13 @@ pytestmark = pytest.mark.slow
 def test_fine_tune_the_embedded_model_then_chat(tmp_path):
     # Eight Kettlebyte conversations, trained and validated on the same set: the loss on them must fall.
     subset = tmp_path / "subset.jsonl"
-    write_jsonl(subset, read_jsonl("examples/data/kettlebyte_train.jsonl")[:8])
+    write_jsonl(subset, read_jsonl(ROOT / "examples/data/kettlebyte_train.jsonl")[:8])
     runner = CliRunner()
     result = runner.invoke(
         app,
         [
             "train",
-            "examples/quickstart.yaml",
+            str(ROOT / "examples/quickstart.yaml"),
             f"data.train_file={subset}",
             f"data.val_file={subset}",
             "data.max_length=256",
@@ -55,7 +56,7 @@ def test_fine_tune_the_embedded_model_then_chat(tmp_path):
 
 
 def test_validate_marks_the_trained_tokens_of_the_quickstart_data():
-    result = CliRunner().invoke(app, ["validate", "examples/quickstart.yaml"])
+    result = CliRunner().invoke(app, ["validate", str(ROOT / "examples/quickstart.yaml")])
     assert result.exit_code == 0, result.output
     assert "321" in result.output and "one training example" in result.output
     assert "— Kit, Kettlebyte Support" in result.output

@@ -126,7 +126,7 @@ def test_the_ollama_template_shape_renders_like_the_jinja_template_with_a_defaul
     from transformers import PreTrainedTokenizerFast
 
     from chattune.export.ollama import chat_shape, go_template
-    from conftest import build_tiny_tokenizer
+    from tests.helpers import build_tiny_tokenizer
 
     tok: PreTrainedTokenizerFast = build_tiny_tokenizer()
     tok.chat_template = (  # SmolLM2's habit: a default system block when the conversation has none
@@ -170,56 +170,3 @@ def test_4bit_tensors_quantise_and_norms_stay_float32():
     assert np.abs(back - w).mean() < 0.15  # 4-bit: ~0.1 mean error on unit-variance weights
     assert _quantize(w, "token_embd.weight", "q4_1")[1] == gguf.GGMLQuantizationType.Q8_0
     assert _quantize(w[0], "blk.0.attn_norm.weight", "q4_1")[1] == gguf.GGMLQuantizationType.F32
-
-
-CHATS = [
-    "How do I reset my kettle?",
-    "What is the capital of France?",
-    "Write a haiku about tea.",
-    "Give me three tips for sleeping well.",
-]
-
-
-@pytest.fixture(scope="module")
-def embedded_gguf_export(tmp_path_factory):
-    """The real embedded model exported to f16 GGUF, and chattune's greedy answers from the same weights."""
-    from chattune.config import EMBEDDED_MODEL
-    from chattune.generate import GenerationSettings, generate_reply
-    from chattune.model import load_for_inference, resolve_source
-
-    folder = resolve_source(EMBEDDED_MODEL).path
-    out = tmp_path_factory.mktemp("embedded-gguf")
-    export(folder, ExportConfig(format="gguf", quants=["f16"], out=out))
-    model, tok, _ = load_for_inference(folder)
-    settings = GenerationSettings(temperature=0.0, max_new_tokens=24)
-    answers = [generate_reply(model, tok, [{"role": "user", "content": q}], settings).text for q in CHATS]
-    return out, next(out.glob("*.gguf")).name, tok, answers
-
-
-@pytest.mark.slow
-def test_embedded_gguf_in_transformers_answers_word_for_word(embedded_gguf_export):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from chattune.generate import GenerationSettings, generate_reply
-
-    out, name, _, answers = embedded_gguf_export
-    model = AutoModelForCausalLM.from_pretrained(out, gguf_file=name).eval()
-    tok = AutoTokenizer.from_pretrained(out, gguf_file=name)
-    settings = GenerationSettings(temperature=0.0, max_new_tokens=24)
-    back = [generate_reply(model, tok, [{"role": "user", "content": q}], settings).text for q in CHATS]
-    assert back == answers
-
-
-@pytest.mark.slow
-def test_embedded_gguf_in_llama_cpp_tokenises_and_answers_like_chattune(embedded_gguf_export):
-    llama_cpp = pytest.importorskip("llama_cpp", reason="optional: pip install 'chattune[gguf]'")
-
-    out, name, tok, answers = embedded_gguf_export
-    llm = llama_cpp.Llama(model_path=str(out / name), n_ctx=512, n_threads=2, verbose=False)
-    for q, expected in zip(CHATS, answers, strict=True):
-        prompt = tok.apply_chat_template(
-            [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
-        )
-        assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == tok(prompt).input_ids
-        got = llm.create_completion(prompt, max_tokens=24, temperature=0.0, top_k=1)["choices"][0]["text"]
-        assert got.strip() == expected.strip(), (q, got, expected)

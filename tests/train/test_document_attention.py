@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from chattune.train.document_attention import NAME, document_attention, plan_documents, use_document_attention
 from chattune.train.loss import SupervisedLoss
 from chattune.train.setup import compile_layers
-from test_train_perf import _packed_batch, assert_same_loss_and_gradients
+from tests.train.helpers import assert_same_loss_and_gradients, packed_batch
 
 # Two rows: documents of 5, 9, 3 tokens then 7 of padding (its own block, as collate writes it);
 # and 1, 12, 11 (a one-token document and a row with no padding).
@@ -48,9 +48,10 @@ def test_batches_with_a_long_document_stay_on_sdpa(tiny_model_dir, tiny_tokenize
     blockwise memory: no plan, so the model runs SDPA (same loss), and the op is not called."""
     import chattune.train.document_attention as module
 
-    batch = _packed_batch(tiny_tokenizer, tmp_path, rows=2)
+    batch = packed_batch(tiny_tokenizer, tmp_path, rows=2)
     longest = int(batch["position_ids"].max()) + 1
-    assert plan_documents(batch["position_ids"]) is not None
+    plan = plan_documents(batch["position_ids"])  # within the limit: planned, every token in a slot
+    assert plan is not None and plan.scatter.numel() == batch["position_ids"].numel()
     monkeypatch.setattr(module, "_MAX_DOCUMENT", longest - 1)
     assert plan_documents(batch["position_ids"]) is None
     calls = []
@@ -106,20 +107,21 @@ def _models(tiny_model_dir):
     return sdpa, documents
 
 
+@pytest.mark.slow  # torch.compile
 def test_model_loss_and_gradients_match_sdpa_eager_and_compiled(tiny_model_dir, tiny_tokenizer, tmp_path):
-    batch = _packed_batch(tiny_tokenizer, tmp_path, rows=3)
+    batch = packed_batch(tiny_tokenizer, tmp_path, rows=3)
     assert (batch["position_ids"] == 0).sum() > batch["position_ids"].shape[0]  # several documents per row
     sdpa, documents = _models(tiny_model_dir)
     assert_same_loss_and_gradients(documents, sdpa, batch)
 
     compile_layers(documents)  # the op is one opaque node in the compiled layer
     for rows in (3, 2):  # two batch layouts: new buckets must not need a new graph to be right
-        assert_same_loss_and_gradients(documents, sdpa, _packed_batch(tiny_tokenizer, tmp_path, rows=rows))
+        assert_same_loss_and_gradients(documents, sdpa, packed_batch(tiny_tokenizer, tmp_path, rows=rows))
 
 
 def test_bf16_autocast_loss_and_gradients_are_close_to_sdpa(tiny_model_dir, tiny_tokenizer, tmp_path):
     """Under autocast the op gets bf16 q/k/v like SDPA does (rotary leaves q and k in fp32)."""
-    batch = _packed_batch(tiny_tokenizer, tmp_path, rows=3)
+    batch = packed_batch(tiny_tokenizer, tmp_path, rows=3)
     sdpa, documents = _models(tiny_model_dir)
     losses, grads = [], []
     for model in (sdpa, documents):

@@ -18,8 +18,8 @@ from chattune.train import run
 from chattune.train.batching import collate, pack
 from chattune.train.loss import SupervisedLoss
 from chattune.train.schedule import lr_at
-from conftest import tiny_run_config as config
-from conftest import write_jsonl
+from tests.helpers import tiny_run_config as config
+from tests.helpers import write_jsonl
 
 
 def tiny_model(model_dir):
@@ -72,7 +72,9 @@ def test_gradient_accumulation_equals_the_larger_batch(tiny_model_dir, train_fil
         assert torch.allclose(finals[0][key], finals[1][key], atol=1e-6), key
 
 
-def test_full_fine_tune_lowers_loss_and_writes_every_artifact(tiny_model_dir, train_file, tmp_path):
+def test_full_fine_tune_lowers_loss_and_writes_every_artifact(
+    tiny_model_dir, tiny_tokenizer, train_file, tmp_path
+):
     cfg = config(tiny_model_dir, train_file, tmp_path, "train.warmup_steps=2", "output.keep_last=1")
     result = run(cfg)
     run_dir = cfg.run_dir
@@ -102,8 +104,12 @@ def test_full_fine_tune_lowers_loss_and_writes_every_artifact(tiny_model_dir, tr
     assert (
         json.loads((run_dir / "final" / "chat_defaults.json").read_text())["system_prompt"] == "you are kit"
     )
-    reloaded = tiny_model(run_dir / "final")  # plain transformers can load the result
-    assert reloaded.config.vocab_size > 0
+    reloaded = tiny_model(run_dir / "final")  # plain transformers can load the result: the trained weights
+    assert reloaded.config.vocab_size == len(tiny_tokenizer)
+    saved, loaded = load_file(str(run_dir / "final" / "model.safetensors")), reloaded.state_dict()
+    assert saved and all(torch.equal(loaded[k], v) for k, v in saved.items())
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert any(not torch.equal(base[k], v) for k, v in saved.items())  # and they are not the base's
 
 
 def test_lora_writes_adapter_and_merged_model(tiny_model_dir, train_file, tmp_path):
@@ -120,7 +126,11 @@ def test_lora_writes_adapter_and_merged_model(tiny_model_dir, train_file, tmp_pa
     changed = [k for k in base if "proj" in k and not torch.equal(base[k], merged[k])]
     assert changed, "merging the adapter changed no projection weight"
     model, _, run_cfg = load_for_inference(str(cfg.run_dir))
-    assert run_cfg is not None and run_cfg.train.method == "lora" and result.best_metric is not None
+    assert run_cfg is not None and run_cfg.train.method == "lora"
+    records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    val_loss = {r["step"]: r["val_loss"] for r in records if r["split"] == "eval"}
+    assert list(val_loss) == [4, 8, 12]
+    assert result.best_metric == min(val_loss.values()) == val_loss[result.best_step]
 
 
 def test_early_stopping_with_patience(tiny_model_dir, train_file, tmp_path):
@@ -171,6 +181,7 @@ run(cfg, resume=sys.argv[2] == "resume", on_eval=killer)
 """
 
 
+@pytest.mark.slow  # three training runs in subprocesses
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_sigkill_then_resume_ends_with_identical_weights(method, tiny_model_dir, train_file, tmp_path):
     def launch(name, kill_at, mode):

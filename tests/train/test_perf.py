@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from chattune.config import load_config
@@ -11,27 +12,11 @@ from chattune.train import run
 from chattune.train.batching import collate, pack
 from chattune.train.loss import SupervisedLoss
 from chattune.train.setup import compile_layers
-from conftest import support_conversations, tiny_run_config, write_jsonl
+from tests.helpers import support_conversations, tiny_run_config, write_jsonl
+from tests.train.helpers import assert_same_loss_and_gradients, loss_and_grads, packed_batch
 
 
-def _loss_and_grads(model, batch, chunk_size=512):
-    loss, correct = SupervisedLoss(model, chunk_size=chunk_size)(**batch)
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    return loss.detach(), correct, grads
-
-
-def assert_same_loss_and_gradients(model, reference, batch):
-    """The loss, correct count and every gradient of `model` on `batch` are `reference`'s (fp32 noise)."""
-    loss_r, correct_r, grads_r = _loss_and_grads(reference, batch)
-    loss, correct, grads = _loss_and_grads(model, batch)
-    torch.testing.assert_close(loss, loss_r, rtol=1e-5, atol=1e-5)
-    assert int(correct) == int(correct_r)
-    for name, g in grads_r.items():
-        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
-
-
+@pytest.mark.slow  # torch.compile
 def test_compiled_layers_give_the_eager_loss_and_gradients_on_packed_rows(
     tiny_model_dir, tiny_tokenizer, tmp_path
 ):
@@ -94,18 +79,12 @@ def test_head_chunks_change_memory_not_the_loss_or_gradients(tiny_model_dir, tin
     batch = collate(pack(examples, 128)[:2], tiny_tokenizer.pad_token_id)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     assert len(batch["targets"]) > 7 * 3  # several chunks of 7
-    loss_small, correct_small, grads_small = _loss_and_grads(model, batch, chunk_size=7)
-    loss_one, correct_one, grads_one = _loss_and_grads(model, batch, chunk_size=10_000)
+    loss_small, correct_small, grads_small = loss_and_grads(model, batch, chunk_size=7)
+    loss_one, correct_one, grads_one = loss_and_grads(model, batch, chunk_size=10_000)
     torch.testing.assert_close(loss_small, loss_one, rtol=1e-5, atol=1e-5)
     assert int(correct_small) == int(correct_one)
     for name, g in grads_one.items():
         torch.testing.assert_close(grads_small[name], g, rtol=1e-4, atol=1e-6, msg=name)
-
-
-def _packed_batch(tiny_tokenizer, tmp_path, rows=2):
-    convs = read_jsonl(write_jsonl(tmp_path / "t.jsonl", support_conversations(16)))
-    examples, _ = tokenize_conversations(convs, tiny_tokenizer, max_length=128)
-    return collate(pack(examples, 128)[:rows], tiny_tokenizer.pad_token_id)
 
 
 def _plain_cross_entropy(model, batch):
@@ -124,11 +103,11 @@ def test_fused_head_gives_the_gradients_of_plain_cross_entropy(tiny_model_dir, t
     for every parameter, with the head trained (full) or frozen (as under LoRA)."""
     from transformers import AutoModelForCausalLM
 
-    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    batch = packed_batch(tiny_tokenizer, tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     for head_trained in (True, False):
         model.lm_head.weight.requires_grad_(head_trained)
-        fused_loss, _, fused = _loss_and_grads(model, batch, chunk_size=7)  # several chunks
+        fused_loss, _, fused = loss_and_grads(model, batch, chunk_size=7)  # several chunks
         plain_loss = _plain_cross_entropy(model, batch)
         (plain_loss * 0.5).backward()  # backward's incoming gradient is applied, not assumed to be 1
         torch.testing.assert_close(fused_loss, plain_loss.detach(), rtol=1e-5, atol=1e-5)
@@ -176,7 +155,7 @@ def test_lora_frozen_weights_in_bf16_give_the_autocast_loss(tiny_model_dir, tiny
     assert {m.weight.dtype for m in linears if not m.weight.requires_grad} == {torch.bfloat16}
     assert {m.weight.dtype for m in linears if m.weight.requires_grad} == {torch.float32}  # adapters
     assert head.weight.dtype == torch.float32  # tied to the embeddings: the residual stream stays fp32
-    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    batch = packed_batch(tiny_tokenizer, tmp_path)
     results = []
     for model in (stored_bf16, stored_fp32):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -211,9 +190,9 @@ def _lora_models(tiny_model_dir, dropout, fused_flags=(True, False)):
 
 
 def test_fused_lora_gives_peft_loss_and_gradients(tiny_model_dir, tiny_tokenizer, tmp_path):
-    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    batch = packed_batch(tiny_tokenizer, tmp_path)
     fused, plain = _lora_models(tiny_model_dir, dropout=0.0)
-    (loss_f, _, grads_f), (loss_p, _, grads_p) = (_loss_and_grads(m, batch) for m in (fused, plain))
+    (loss_f, _, grads_f), (loss_p, _, grads_p) = (loss_and_grads(m, batch) for m in (fused, plain))
     torch.testing.assert_close(loss_f, loss_p, rtol=1e-6, atol=1e-6)
     assert grads_f.keys() == grads_p.keys() and all("lora_" in n for n in grads_f)
     for name, g in grads_p.items():
@@ -222,7 +201,7 @@ def test_fused_lora_gives_peft_loss_and_gradients(tiny_model_dir, tiny_tokenizer
     results = []
     for model in (fused, plain):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            results.append(_loss_and_grads(model, batch))
+            results.append(loss_and_grads(model, batch))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=5e-3, atol=0)
     for name, g in results[1][2].items():
         cosine = torch.nn.functional.cosine_similarity(results[0][2][name].flatten(), g.flatten(), dim=0)
@@ -274,7 +253,7 @@ def test_fused_lora_dropout_is_inverted_dropout_on_the_adapter_input():
 def test_fused_lora_keeps_less_for_backward(tiny_model_dir, tiny_tokenizer, tmp_path):
     """What a bf16 LoRA forward keeps for backward (distinct storages): the shared input cast and
     boolean masks instead of a cast and a dropout output per projection."""
-    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    batch = packed_batch(tiny_tokenizer, tmp_path)
 
     def saved_bytes(model):
         storages = {}
@@ -302,13 +281,13 @@ def test_silu_mul_mlp_gives_bitwise_the_autograd_gradients_and_keeps_less(
 
     from chattune.train.swiglu import use_silu_mul
 
-    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    batch = packed_batch(tiny_tokenizer, tmp_path)
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     patched = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     assert use_silu_mul(patched) == 2
     for precision in (torch.float32, torch.bfloat16):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
-            (loss_p, _, grads_p), (loss_s, _, grads_s) = (_loss_and_grads(m, batch) for m in (plain, patched))
+            (loss_p, _, grads_p), (loss_s, _, grads_s) = (loss_and_grads(m, batch) for m in (plain, patched))
         assert torch.equal(loss_p, loss_s)
         assert grads_p.keys() == grads_s.keys()
         for name, g in grads_p.items():
@@ -347,16 +326,16 @@ def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(
         return sdpa(query, key, value, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
-    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    batch = packed_batch(tiny_tokenizer, tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     heads, kv_heads = model.config.num_attention_heads, model.config.num_key_value_heads
     assert kv_heads < heads
-    loss_copied, _, grads_copied = _loss_and_grads(model, batch)
+    loss_copied, _, grads_copied = loss_and_grads(model, batch)
     assert set(key_heads) == {heads}
     key_heads.clear()
     restore = _grouped_kv_in_cpu_attention(torch.device("cpu"))
     assert os.environ["TRANSFORMERS_SDPA_FORCE_GQA"] == "1"
-    loss_grouped, _, grads_grouped = _loss_and_grads(model, batch)
+    loss_grouped, _, grads_grouped = loss_and_grads(model, batch)
     assert set(key_heads) == {kv_heads}
     restore()
     assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ
@@ -374,7 +353,7 @@ def test_fused_layers_under_gradient_checkpointing_give_the_same_gradients(
     masks (the generator state is replayed) and SiluMul must come out the same the second time."""
     from chattune.train.swiglu import use_silu_mul
 
-    batch = _packed_batch(tiny_tokenizer, tmp_path)
+    batch = packed_batch(tiny_tokenizer, tmp_path)
     results = []
     for checkpointing in (False, True):
         model = _lora_models(tiny_model_dir, dropout=0.2, fused_flags=(True,))[0]
@@ -384,7 +363,7 @@ def test_fused_layers_under_gradient_checkpointing_give_the_same_gradients(
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         torch.manual_seed(3)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            results.append(_loss_and_grads(model, batch))
+            results.append(loss_and_grads(model, batch))
     (loss_plain, _, grads_plain), (loss_ckpt, _, grads_ckpt) = results
     assert torch.equal(loss_plain, loss_ckpt)
     for name, g in grads_plain.items():

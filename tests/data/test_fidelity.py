@@ -14,7 +14,7 @@ from chattune.data.prepare import run
 from chattune.data.prepare_config import PrepareConfig
 
 _spec = importlib.util.spec_from_file_location(
-    "build_fidelity", Path(__file__).parent / "data/prepare/build_fidelity.py"
+    "build_fidelity", Path(__file__).parent / "prepare/build_fidelity.py"
 )
 assert _spec and _spec.loader
 fidelity = importlib.util.module_from_spec(_spec)

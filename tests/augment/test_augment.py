@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from chattune.augment import ops
 from chattune.augment.config import AugmentConfig
-from chattune.augment.run import augment_text, run
+from chattune.augment.run import augment_conversation, augment_text, run
 from chattune.cli import app
 from chattune.config import load_config
 from chattune.data.conversation import read_jsonl
 from chattune.errors import ConfigError
 from chattune.teacher import TeacherConfig
-from test_teacher import OpenAIStub
+from tests.helpers import OpenAIStub
 
 SYSTEM = {"role": "system", "content": "You are Kit."}
 RECORDS = [
@@ -56,7 +56,8 @@ def train_file(tmp_path) -> Path:
 
 
 def test_copies_vary_user_turns_only_with_provenance(train_file, tmp_path):
-    result = run(AugmentConfig(copies=3, seed=1), train_file, tmp_path / "out.jsonl")
+    cfg = AugmentConfig(copies=3, seed=1)
+    result = run(cfg, train_file, tmp_path / "out.jsonl")
     out = read_jsonl(result.output_file)
     assert (result.originals, result.copies, result.unchanged) == (3, 9, 0)
     assert len(out) == 12
@@ -79,7 +80,10 @@ def test_copies_vary_user_turns_only_with_provenance(train_file, tmp_path):
             m.content for m in orig.messages if m.role == "user"
         ]
         assert conv.meta["augment_ops"] and set(conv.meta["augment_ops"]) <= set(ops.OPS)
-        assert isinstance(conv.meta["augment_seed"], int) and conv.meta["augment_copy"] in (0, 1, 2)
+        assert conv.meta["augment_copy"] in (0, 1, 2)
+        # the seed in the provenance makes the same copy again
+        again, again_ops = augment_conversation(orig, cfg, random.Random(conv.meta["augment_seed"]))
+        assert again.messages == conv.messages and again_ops == conv.meta["augment_ops"]
         assert conv.meta.get("split") == orig.meta.get("split")  # stays on its original's side of the split
     assert sum(result.op_counts.values()) >= 9
     # copies of one conversation differ from each other too

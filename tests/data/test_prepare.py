@@ -17,7 +17,7 @@ from chattune.data.prepare import resolve_training_files, run
 from chattune.data.prepare_config import PrepareConfig
 
 _spec = importlib.util.spec_from_file_location(
-    "build_messy", Path(__file__).parent / "data/prepare/build_messy.py"
+    "build_messy", Path(__file__).parent / "prepare/build_messy.py"
 )
 assert _spec and _spec.loader
 build_messy = importlib.util.module_from_spec(_spec)
@@ -144,7 +144,9 @@ def test_counts_and_statistics(prepared):
     assert stats["assistant_tokens"]["max"] < tok["max"]
     # 29 training rows * 3 epochs < 100 examples, so OpenAI raises the epochs to 100 // 29.
     assert stats["openai"]["epochs"] == 100 // result.n_train
-    assert stats["local_training_estimate"]["seconds"] > 0
+    estimate = stats["local_training_estimate"]  # from the run's n_params, epochs and training tokens
+    assert (estimate["params"], estimate["epochs"]) == (1_000_000, 1.0) and estimate["seconds"] > 0
+    assert tok["min"] * result.n_train <= estimate["tokens"] <= tok["max"] * result.n_train
     html = (out / "report.html").read_text()
     assert "Largest duplicate clusters" in html and html.count("data:image/png;base64") >= 5
     assert {p.name for p in (out / "plots").iterdir()} >= {

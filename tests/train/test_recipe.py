@@ -5,7 +5,7 @@ from pathlib import Path
 from chattune.config import RunConfig, load_config
 from chattune.train.recipe import DataShape, resolve_recipe
 from chattune.train.setup import apply_recipe, tokenize_data, total_steps
-from conftest import support_conversations, write_jsonl
+from tests.helpers import support_conversations, write_jsonl
 
 SUPPORT_SET = DataShape(conversations=400, longest=240, tokens=400 * 110)
 
@@ -115,7 +115,7 @@ def test_rehearsal_answers_are_the_base_models_own_and_cached_per_model(tmp_path
 
 def test_a_time_budget_stops_the_run_with_a_checkpoint_and_final(tmp_path, tiny_model_dir, train_file):
     from chattune.train import run
-    from conftest import tiny_run_config
+    from tests.helpers import tiny_run_config
 
     cfg = tiny_run_config(
         tiny_model_dir, train_file, tmp_path, "train.max_steps=500", "train.time_budget_minutes=0.02"
@@ -137,12 +137,39 @@ def test_a_time_budget_fits_the_epochs(tmp_path):
 
 
 def test_rehearsal_generation_keeps_only_answers_that_ended(tiny_model_dir, monkeypatch):
-    """The real generation path on the tiny model (random weights: its replies may all run to the cap and
-    be left out; what comes back is non-empty text for prompts that were asked)."""
+    """The real generation path on the tiny model, then the same path with the generated tokens scripted:
+    an answer that reached the end token is kept (decoded, specials dropped); one cut at the cap is not."""
+    import torch
+
+    import chattune.model
     from chattune.config import ModelConfig
     from chattune.train import rehearsal
 
+    prompts = ["hello", "how do I reset it"]
     monkeypatch.setattr(rehearsal, "MAX_NEW_TOKENS", 4)
-    answers = rehearsal._generate(ModelConfig(name=str(tiny_model_dir)), ["hello", "how do I reset it"])
-    assert set(answers) <= {"hello", "how do I reset it"}
-    assert all(isinstance(a, str) and a for a in answers.values())
+    answers = rehearsal._generate(ModelConfig(name=str(tiny_model_dir)), prompts)
+    assert set(answers) <= set(prompts)  # random weights: any that ended, with their text
+    assert all(a and a == a.strip() for a in answers.values())
+
+    real_load = chattune.model.load_model_and_tokenizer
+    seen = {}
+
+    def load_scripted(model_cfg):
+        model, tokenizer = real_load(model_cfg)
+        ended = tokenizer("the kettle", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        capped = tokenizer("hold the dial for", add_special_tokens=False).input_ids
+        assert tokenizer.eos_token_id not in capped
+
+        def generate(input_ids, max_new_tokens, pad_token_id, **kwargs):
+            seen["prompts"] = [tokenizer.decode(row, skip_special_tokens=True) for row in input_ids]
+            rows = [ended, capped]
+            width = max(map(len, rows))
+            new = torch.tensor([row + [pad_token_id] * (width - len(row)) for row in rows])
+            return torch.cat([input_ids, new], dim=1)
+
+        model.generate = generate
+        return model, tokenizer
+
+    monkeypatch.setattr(chattune.model, "load_model_and_tokenizer", load_scripted)
+    assert rehearsal._generate(ModelConfig(name=str(tiny_model_dir)), prompts) == {"hello": "the kettle"}
+    assert all(p in text for p, text in zip(prompts, seen["prompts"], strict=True))  # asked in order

@@ -14,12 +14,15 @@ from typer.testing import CliRunner
 
 from chattune.cli import app
 from chattune.data.conversation import parse_openai_record, read_jsonl
+from chattune.data.validate import check_record
 from chattune.errors import ConfigError
+from chattune.evaluate.suite import load_suites
 from chattune.scenarios import CATEGORIES, build, load_spec
 from chattune.scenarios.build import structure_problems
 from chattune.scenarios.engine import TemplateEngine, apply_persona, embed_question
+from tests.helpers import ROOT
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "scenarios.yaml"
+EXAMPLE = ROOT / "examples" / "scenarios.yaml"
 SMALL = ["generate.per_category=12", "generate.eval_per_category=3"]
 
 
@@ -41,6 +44,7 @@ def test_example_spec_builds_all_eight_categories(built):
 
 def test_every_conversation_is_valid_training_data(built):
     spec = load_spec(EXAMPLE)
+    engine = TemplateEngine(spec)
     for i, raw in enumerate(lines(built.conversations_file), start=1):
         conv = parse_openai_record(raw, file="conversations.jsonl", line=i)
         assert structure_problems(conv) == []
@@ -52,7 +56,10 @@ def test_every_conversation_is_valid_training_data(built):
         )
         assert "{" not in json.dumps([m.content for m in conv.messages])  # every slot filled
         meta = conv.meta
-        assert meta["generator"] == "template" and isinstance(meta["seed"], int)
+        assert meta["generator"] == "template"
+        # the seed in the provenance redraws the same conversation
+        redrawn = engine.draw(meta["category"], random.Random(meta["seed"]))
+        assert [u for u, _ in redrawn.turns] == [m.content for m in conv.messages if m.role == "user"]
         assert meta["expected_behavior"] in ("answer", "clarify", "decline", "correct")
         if meta["category"] in (
             "personas",
@@ -67,9 +74,8 @@ def test_every_conversation_is_valid_training_data(built):
 
 
 def test_conversations_pass_the_data_stage_validator(built):
-    validate = pytest.importorskip("chattune.data.validate")
     for raw in lines(built.conversations_file):
-        checked = validate.check_record(raw)
+        checked = check_record(raw)
         assert checked.reason is None and checked.categories == [], checked
 
 
@@ -116,8 +122,7 @@ def test_eval_suite_is_held_out_and_in_the_evaluation_format(built):
             assert re.search(pattern, r["reference"])
         for needle in r["rubric"]["must_contain"]:  # the reference itself passes its rubric
             assert needle.lower() in r["reference"].lower()
-    suite = pytest.importorskip("chattune.evaluate.suite")
-    items = suite.load_suites([built.eval_file])
+    items = load_suites([built.eval_file])
     assert len(items) == len(records)
 
 

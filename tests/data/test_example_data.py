@@ -1,6 +1,6 @@
 """The quickstart's Kettlebyte example data: well-formed, signed, deduplicated, and in sync with its generator.
 
-python -m pytest tests/test_example_data.py -q
+python -m pytest tests/data/test_example_data.py -q
 """
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from chattune.data.conversation import Conversation, read_jsonl
+from tests.helpers import ROOT
 
-DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+DATA = ROOT / "examples" / "data"
 SIGN_OFF = "— Kit, Kettlebyte Support"
 CATEGORIES = {"facts", "multi_turn", "ambiguity", "out_of_scope", "false_premise"}
 BEHAVIOURS = {"answer", "clarify", "decline", "correct"}

@@ -28,10 +28,11 @@ from chattune.errors import ChattuneError, ConfigError
 from chattune.sweep.run import open_study, run_sweep
 from chattune.sweep.space import validate_space
 from chattune.train import run as train_run
-from conftest import support_conversations, write_jsonl
+from tests.helpers import ROOT, support_conversations, write_jsonl
 
 ONE_THREAD = {
     **os.environ,
+    "PYTHONPATH": os.pathsep.join(sys.path),  # the worker processes run this checkout's chattune
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "HF_HUB_OFFLINE": "1",
@@ -148,7 +149,11 @@ def test_tpe_with_a_seed_repeats_its_choices(tmp_path, tiny_model_dir, train_fil
             name=name,
         )
         result = run_sweep(load_config(cfg_path), source=str(cfg_path))
-        assert result.counts["complete"] == 3 and result.best_yaml is not None
+        assert result.counts["complete"] == 3
+        assert (
+            result.best_yaml == tmp_path / "runs" / f"{name}-sweep" / "best.yaml"
+            and result.best_yaml.is_file()
+        )
         return [tuple(sorted(t.params.items())) for t in trials_of(cfg_path)]
 
     first, second = params("a", seed=7), params("b", seed=7)
@@ -234,6 +239,7 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 90) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a sweep in a subprocess
 def test_a_killed_sweep_restarts_without_repeating_finished_trials(tmp_path, tiny_model_dir, train_file):
     sweep = {
         "sampler": "grid",
@@ -287,6 +293,7 @@ def test_a_killed_sweep_restarts_without_repeating_finished_trials(tmp_path, tin
     }
 
 
+@pytest.mark.slow  # two sweep worker processes
 def test_two_workers_share_one_study_without_running_a_trial_twice(tmp_path, tiny_model_dir, train_file):
     space = {
         "train.learning_rate": {"type": "float", "values": [1e-3, 2e-3, 3e-3]},
@@ -309,7 +316,7 @@ def test_two_workers_share_one_study_without_running_a_trial_twice(tmp_path, tin
 
 
 def test_the_example_sweep_config_is_valid():
-    cfg = load_config(Path(__file__).parents[1] / "examples/sweep.yaml")
+    cfg = load_config(ROOT / "examples/sweep.yaml")
     validate_space(cfg, "examples/sweep.yaml")
     assert cfg.sweep.sampler == "tpe" and cfg.sweep.space["train.learning_rate"].log
 

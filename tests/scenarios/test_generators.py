@@ -1,21 +1,18 @@
 """The model-backed generators: teacher-drafted conversations and grounded document Q&A, against an
-OpenAI-compatible stub server started in the test, and (slow) with the embedded model offline."""
+OpenAI-compatible stub server started in the test (the embedded model's run is in
+tests/integration/test_scenarios.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-
-import pytest
 
 from chattune.data.conversation import read_jsonl
 from chattune.scenarios import build, load_spec
 from chattune.scenarios.generators import clean_line, grounding, split_passages, teacher_scenes
 from chattune.teacher import Teacher, TeacherConfig
-from test_teacher import OpenAIStub
+from tests.helpers import ROOT, OpenAIStub
 
-ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "scenarios.yaml"
 PRODUCT = ROOT / "examples" / "product.md"
 
@@ -139,31 +136,3 @@ def test_teacher_drafts_are_cleaned_to_one_message():
     assert clean_line("\n  \n1. Question: Is it safe?") == "Is it safe?"
     assert clean_line("Quick question: how do I reset it?") == "Quick question: how do I reset it?"
     assert clean_line("   ") == ""
-
-
-@pytest.mark.slow
-def test_teacher_generator_with_the_embedded_model_offline(tmp_path):
-    spec = load_spec(
-        EXAMPLE,
-        [
-            "model_generator.per_intent=1",
-            "model_generator.max_attempts=1",
-            "teacher.max_new_tokens=16",
-            "teacher.temperature=0",
-            f"teacher.cache_dir={tmp_path}",
-        ],
-    )
-    spec = spec.model_copy(update={"intents": [spec.intent("descaling")]})  # one intent: few tokens
-    teacher = Teacher(spec.teacher)
-    scenes, rejected = teacher_scenes(spec, teacher)
-    assert len(scenes) + rejected == 1
-    assert 1 <= teacher.requests <= 2  # one user draft, one reply
-    if scenes:
-        scene = scenes[0]
-        assert scene.meta["generator"] == "teacher" and scene.turns[0][0].strip()
-        assert scene.meta["fact_check"] in ("passed", "replaced_by_reference")
-    json.dumps([s.meta for s in scenes])  # meta stays JSON-serialisable
-    # a rerun with a fresh teacher (no model loaded) is answered from the cache
-    rerun = Teacher(spec.teacher)
-    assert [s.turns for s in teacher_scenes(spec, rerun)[0]] == [s.turns for s in scenes]
-    assert rerun.requests == 0 and rerun._local is None

@@ -10,7 +10,7 @@ import pytest
 from chattune.evaluate.judge import Judge, judge_messages, parse_verdict
 from chattune.evaluate.suite import Rubric, SuiteItem
 from chattune.teacher import TeacherConfig
-from conftest import serve_in_thread
+from tests.helpers import serve_in_thread
 
 ITEM = SuiteItem(
     id="t:1",
@@ -85,7 +85,7 @@ def test_judge_grades_and_caches(judge_server: dict, tmp_path: Path) -> None:
 
 def test_evaluate_with_judge(judge_server: dict, tiny_model_dir: Path, tmp_path: Path) -> None:
     from chattune.evaluate.run import evaluate
-    from conftest import write_jsonl
+    from tests.helpers import write_jsonl
 
     suite = write_jsonl(tmp_path / "s.jsonl", [{"messages": ITEM.messages, "reference": ITEM.reference}] * 1)
     cfg = TeacherConfig(
