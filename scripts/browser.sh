@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the dashboard's browser test (tests/test_ui_browser.py) needs: Debian's chromium and Playwright's
+# What the dashboard's browser test (tests/ui/test_browser.py) needs: Debian's chromium and Playwright's
 # Python client pointed at it. Never `playwright install`: that downloads a browser from the internet.
 # Idempotent; needs root (or sudo) for apt-get. Used by .ci/run.
 set -euo pipefail

@@ -1,10 +1,11 @@
 """The commands as a user runs them, in-process (typer's CliRunner)."""
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from chattune.cli import app
-from conftest import support_conversations, write_jsonl
+from tests.helpers import support_conversations, write_jsonl
 
 runner = CliRunner()
 
@@ -20,11 +21,54 @@ def run_config(tmp_path, tiny_model_dir):
     return path
 
 
-def test_help_lists_the_workflow():
-    result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
-    for command in ("train", "validate", "chat", "doctor", "data"):
-        assert command in result.output
+def _commands(command, path=()):
+    """Every command and group the Typer app registers, as (argv path, command), the app itself first."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+COMMANDS = dict(_commands(typer.main.get_command(app)))
+BOX = str.maketrans("", "", "│╭╮╰╯─")  # rich's panel borders, which wrapped help lines run into
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.translate(BOX).split())
+
+
+def test_every_verb_of_the_workflow_is_enumerated():
+    """The help test below runs for whatever the app registers; this pins that the walk finds them."""
+    verbs = {" ".join(path) for path in COMMANDS}
+    assert {
+        "train",
+        "validate",
+        "chat",
+        "doctor",
+        "eval",
+        "augment",
+        "sweep",
+        "serve",
+        "export",
+        "ui",
+    } <= verbs
+    assert {"data", "data prepare", "data inspect", "scenarios", "scenarios build"} <= verbs
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=lambda path: " ".join(path) or "chattune")
+def test_help_of_every_command_describes_it_and_its_options(path):
+    command = COMMANDS[path]
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    out = _flat(result.output)
+    assert _flat(f"Usage: chattune {' '.join(path)}") in out
+    assert command.help and _flat(command.help.split("\n\n")[0]) in out  # its own description
+    for param in (p for p in command.params if not getattr(p, "hidden", False)):
+        for opt in param.opts if param.param_type_name == "option" else [param.name]:
+            assert opt in out, f"{opt} missing from `chattune {' '.join(path)} --help`"
+        if getattr(param, "help", None):
+            assert _flat(param.help) in out, param.help
+    for name, sub in getattr(command, "commands", {}).items():  # a group lists its commands
+        assert name in out and _flat(sub.help.split("\n\n")[0])[:40] in out
 
 
 def test_misspelt_key_exits_2_naming_the_closest_key(run_config):

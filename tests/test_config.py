@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from chattune.config import RunConfig, load_config
+from chattune.config import load_config
 from chattune.errors import ConfigError
 
 
@@ -59,7 +59,7 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(None, ["train.method=lora", "data.max_length=256"])
     again = load_config(write(tmp_path, cfg.to_yaml()))
     assert again.model_dump(exclude={"output"}) == cfg.model_dump(exclude={"output"})
-    assert isinstance(again, RunConfig)
+    assert again.to_yaml() == cfg.to_yaml()  # saving the loaded config again changes nothing
 
 
 def test_explicit_nulls_survive_the_saved_config(tmp_path):

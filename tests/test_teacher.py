@@ -1,81 +1,17 @@
-"""The teacher: cache, retries, rate limit and errors against a local OpenAI-compatible stub server;
-local generation with the tiny model (the embedded model's slow test is in test_scenarios_teacher.py).
-
-`OpenAIStub` (also used by the scenario and augmentation tests) is a FastAPI app on 127.0.0.1 serving
-/v1/chat/completions from a reply function, run by uvicorn in a thread for the length of a test.
-"""
+"""The teacher: cache, retries, rate limit and errors against a local OpenAI-compatible stub server
+(tests/helpers.py's OpenAIStub); local generation with the tiny model (the embedded model's slow test
+is in tests/integration/test_scenarios.py)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from chattune.config import TeacherConfig
 from chattune.errors import ChattuneError
 from chattune.teacher import Teacher
-from conftest import serve_in_thread
-
-Reply = Callable[[list[dict[str, str]]], str]
-
-
-class OpenAIStub:
-    """`with OpenAIStub(reply) as stub:` serves `reply(messages)` at stub.base_url; stub.requests logs bodies."""
-
-    def __init__(self, reply: Reply, *, fail_first: int = 0):
-        self.reply = reply
-        self.fail_first = fail_first  # answer this many requests with HTTP 500 first (to exercise retries)
-        self.requests: list[dict] = []
-        self.times: list[float] = []
-
-    def __enter__(self) -> OpenAIStub:
-        app = FastAPI()
-
-        @app.post("/v1/chat/completions")
-        async def completions(request: Request):  # type: ignore[no-untyped-def]  # (Request resolved from module globals)
-            body = await request.json()
-            self.times.append(time.monotonic())
-            if self.fail_first > 0:
-                self.fail_first -= 1
-                return JSONResponse(
-                    {"error": {"message": "overloaded", "type": "server_error"}}, status_code=500
-                )
-            self.requests.append(body)
-            content = self.reply(body["messages"])
-            return {
-                "id": f"chatcmpl-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-
-        self._serving = serve_in_thread(app)
-        self.base_url = self._serving.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._serving.__exit__(None, None, None)
-
-    def config(self, tmp_path: Path, **kw: object) -> TeacherConfig:
-        return TeacherConfig(
-            kind="openai",
-            model="stub-model",
-            base_url=self.base_url,
-            cache_dir=tmp_path / "teacher-cache",
-            **kw,
-        )
+from tests.helpers import OpenAIStub
 
 
 def echo_last(messages: list[dict[str, str]]) -> str:
@@ -161,11 +97,20 @@ def test_local_model_generates_once_loaded_and_caches(tmp_path, tiny_model_dir):
         TeacherConfig(model=str(tiny_model_dir), cache_dir=tmp_path, max_new_tokens=5, temperature=0.0)
     )
     first = teacher.complete(HELLO)
-    assert isinstance(first, str) and teacher.requests == 1
+    assert teacher.requests == 1 and teacher.cache_hits == 0
     model = teacher._local
-    assert teacher.complete([{"role": "user", "content": "another"}]) is not None
-    assert teacher._local is model  # loaded once
+    another = [{"role": "user", "content": "another"}]
+    second = teacher.complete(another)
+    assert teacher.requests == 2 and teacher._local is model  # generated, by the model loaded once
     assert teacher.complete(HELLO) == first and teacher.cache_hits == 1
+    # greedy: a teacher with an empty cache generates the same texts, and the cache holds them
+    fresh = Teacher(
+        TeacherConfig(
+            model=str(tiny_model_dir), cache_dir=tmp_path / "fresh", max_new_tokens=5, temperature=0.0
+        )
+    )
+    assert (fresh.complete(HELLO), fresh.complete(another)) == (first, second) and fresh.requests == 2
+    assert len(list(tmp_path.glob("**/*.json"))) == 4
 
 
 def test_local_sampling_is_repeatable_by_seed(tmp_path, tiny_model_dir):

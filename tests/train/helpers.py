@@ -1,0 +1,33 @@
+"""Helpers for the training tests: a packed batch of the tiny model's data, and loss + gradients."""
+
+import torch
+
+from chattune.data.conversation import read_jsonl
+from chattune.data.tokenize import tokenize_conversations
+from chattune.train.batching import collate, pack
+from chattune.train.loss import SupervisedLoss
+from tests.helpers import support_conversations, write_jsonl
+
+
+def loss_and_grads(model, batch, chunk_size=512):
+    loss, correct = SupervisedLoss(model, chunk_size=chunk_size)(**batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), correct, grads
+
+
+def assert_same_loss_and_gradients(model, reference, batch):
+    """The loss, correct count and every gradient of `model` on `batch` are `reference`'s (fp32 noise)."""
+    loss_r, correct_r, grads_r = loss_and_grads(reference, batch)
+    loss, correct, grads = loss_and_grads(model, batch)
+    torch.testing.assert_close(loss, loss_r, rtol=1e-5, atol=1e-5)
+    assert int(correct) == int(correct_r)
+    for name, g in grads_r.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def packed_batch(tiny_tokenizer, tmp_path, rows=2):
+    convs = read_jsonl(write_jsonl(tmp_path / "t.jsonl", support_conversations(16)))
+    examples, _ = tokenize_conversations(convs, tiny_tokenizer, max_length=128)
+    return collate(pack(examples, 128)[:rows], tiny_tokenizer.pad_token_id)

@@ -1,0 +1,259 @@
+"""Training on a tiny random Llama: the math (packing, accumulation), the outcomes, and exact resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from chattune.config import TrainConfig
+from chattune.data.conversation import read_jsonl
+from chattune.data.tokenize import tokenize_conversations
+from chattune.errors import ChattuneError
+from chattune.train import run
+from chattune.train.batching import collate, pack
+from chattune.train.loss import SupervisedLoss
+from chattune.train.schedule import lr_at
+from tests.helpers import tiny_run_config as config
+from tests.helpers import write_jsonl
+
+
+def tiny_model(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+
+def test_packed_rows_give_the_same_loss_as_one_conversation_per_row(
+    tiny_model_dir, tiny_tokenizer, train_file
+):
+    examples, _ = tokenize_conversations(read_jsonl(train_file)[:12], tiny_tokenizer, max_length=256)
+    loss_fn = SupervisedLoss(tiny_model(tiny_model_dir)).eval()
+    packed, unpacked = pack(examples, 256, packing=True), pack(examples, 256, packing=False)
+    assert len(packed) < len(unpacked) == 12
+    with torch.no_grad():
+        a = loss_fn(**collate(packed, tiny_tokenizer.pad_token_id))
+        b = loss_fn(**collate(unpacked, tiny_tokenizer.pad_token_id))
+    assert torch.allclose(a[0], b[0], rtol=1e-5) and a[1] == b[1]
+
+
+def test_supervised_loss_matches_the_models_own_loss(tiny_model_dir, tiny_tokenizer, train_file):
+    (ex,), _ = tokenize_conversations(read_jsonl(train_file)[:1], tiny_tokenizer, max_length=256)
+    model = tiny_model(tiny_model_dir).eval()
+    batch = collate(pack([ex], 256), tiny_tokenizer.pad_token_id)
+    with torch.no_grad():
+        ours, _ = SupervisedLoss(model)(**batch)
+        ref = model(input_ids=torch.tensor([ex.input_ids]), labels=torch.tensor([ex.labels])).loss
+    assert torch.allclose(ours / len(batch["targets"]), ref, rtol=1e-5)
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tiny_model_dir, train_file, tmp_path):
+    finals = []
+    for name, bs, accum in (("big", 4, 1), ("accum", 2, 2)):
+        cfg = config(
+            tiny_model_dir,
+            train_file,
+            tmp_path,
+            "train.max_steps=1",
+            f"train.batch_size={bs}",
+            f"train.grad_accum={accum}",
+            "data.packing=false",
+            f"output.name={name}",
+            "eval.every_steps=null",
+            "data.val_fraction=0",
+        )
+        run(cfg)
+        finals.append(load_file(str(cfg.run_dir / "final" / "model.safetensors")))
+    for key in finals[0]:
+        assert torch.allclose(finals[0][key], finals[1][key], atol=1e-6), key
+
+
+def test_full_fine_tune_lowers_loss_and_writes_every_artifact(
+    tiny_model_dir, tiny_tokenizer, train_file, tmp_path
+):
+    cfg = config(tiny_model_dir, train_file, tmp_path, "train.warmup_steps=2", "output.keep_last=1")
+    result = run(cfg)
+    run_dir = cfg.run_dir
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["val_loss"] for r in records if r["split"] == "eval"]
+    assert len(evals) == 3 and evals[-1] < evals[0] - 0.3
+    train_losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert train_losses[-1] < train_losses[0]
+    assert result.steps == 12 and result.best_step == 12
+    for path in (
+        "config.yaml",
+        "loss.png",
+        "data_stats.json",
+        "final/model.safetensors",
+        "final/tokenizer.json",
+        "final/chattune.yaml",
+    ):
+        assert (run_dir / path).is_file(), path
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [
+        "step-000012"
+    ]  # keep_last=1, best is the last
+    ckpt = run_dir / "checkpoints" / "step-000012"
+    assert {"optimizer.pt", "rng.pt", "state.json", "model.safetensors", "chattune.yaml"} <= {
+        p.name for p in ckpt.iterdir()
+    }
+    assert (
+        json.loads((run_dir / "final" / "chat_defaults.json").read_text())["system_prompt"] == "you are kit"
+    )
+    reloaded = tiny_model(run_dir / "final")  # plain transformers can load the result: the trained weights
+    assert reloaded.config.vocab_size == len(tiny_tokenizer)
+    saved, loaded = load_file(str(run_dir / "final" / "model.safetensors")), reloaded.state_dict()
+    assert saved and all(torch.equal(loaded[k], v) for k, v in saved.items())
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert any(not torch.equal(base[k], v) for k, v in saved.items())  # and they are not the base's
+
+
+def test_lora_writes_adapter_and_merged_model(tiny_model_dir, train_file, tmp_path):
+    from chattune.model import load_for_inference
+
+    cfg = config(tiny_model_dir, train_file, tmp_path, "train.method=lora", "lora.r=4", "lora.alpha=8")
+    result = run(cfg)
+    final = cfg.run_dir / "final"
+    assert (final / "adapter" / "adapter_model.safetensors").is_file() and (
+        final / "model.safetensors"
+    ).is_file()
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    merged = load_file(str(final / "model.safetensors"))
+    changed = [k for k in base if "proj" in k and not torch.equal(base[k], merged[k])]
+    assert changed, "merging the adapter changed no projection weight"
+    model, _, run_cfg = load_for_inference(str(cfg.run_dir))
+    assert run_cfg is not None and run_cfg.train.method == "lora"
+    records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    val_loss = {r["step"]: r["val_loss"] for r in records if r["split"] == "eval"}
+    assert list(val_loss) == [4, 8, 12]
+    assert result.best_metric == min(val_loss.values()) == val_loss[result.best_step]
+
+
+def test_early_stopping_with_patience(tiny_model_dir, train_file, tmp_path):
+    cfg = config(
+        tiny_model_dir,
+        train_file,
+        tmp_path,
+        "train.max_steps=40",
+        "eval.every_steps=2",
+        "eval.patience=2",
+        "eval.min_delta=100",
+    )
+    result = run(cfg)
+    assert result.stopped_early and result.steps == 6  # best at 2, no improvement at 4 and 6
+    assert result.best_step == 2
+    assert (
+        json.loads((cfg.run_dir / "final" / "chat_defaults.json").read_text())["from_checkpoint"]
+        == "step-000002"
+    )
+
+
+def test_existing_run_is_not_overwritten_without_resume(tiny_model_dir, train_file, tmp_path):
+    cfg = config(tiny_model_dir, train_file, tmp_path, "train.max_steps=2")
+    run(cfg)
+    with pytest.raises(ChattuneError, match="--resume"):
+        run(cfg)
+
+
+def test_nothing_to_train_is_a_clear_error(tiny_model_dir, tmp_path):
+    f = write_jsonl(
+        tmp_path / "t.jsonl",
+        [{"messages": [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "x"}]}],
+    )
+    with pytest.raises(ChattuneError, match="no conversation has an assistant token"):
+        run(config(tiny_model_dir, f, tmp_path, "data.max_length=16", "data.val_fraction=0"))
+
+
+RESUME_SCRIPT = """
+import os, signal, sys
+from chattune.config import load_config
+from chattune.train import run
+cfg = load_config(None, sys.argv[3:])
+kill_at = int(sys.argv[1])
+def killer(step, metrics):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+run(cfg, resume=sys.argv[2] == "resume", on_eval=killer)
+"""
+
+
+@pytest.mark.slow  # three training runs in subprocesses
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_sigkill_then_resume_ends_with_identical_weights(method, tiny_model_dir, train_file, tmp_path):
+    def launch(name, kill_at, mode):
+        overrides = [
+            f"model.name={tiny_model_dir}",
+            f"data.train_file={train_file}",
+            "data.val_fraction=0.25",
+            "data.max_length=128",
+            "train.learning_rate=3e-3",
+            "train.max_steps=16",
+            "eval.every_steps=4",
+            "output.save_every=3",
+            f"output.dir={tmp_path}",
+            f"output.name={name}",
+            f"train.method={method}",
+            "lora.dropout=0.2",
+            "train.precision=bf16",
+        ]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        return subprocess.run(
+            [sys.executable, "-c", RESUME_SCRIPT, str(kill_at), mode, *overrides],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+
+    assert launch("ref", 0, "fresh").returncode == 0
+    killed = launch("killed", 12, "fresh")
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "final").exists()
+    resumed = launch("killed", 0, "resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout and "step-000009" in resumed.stdout
+    weights = "model.safetensors" if method == "full" else "adapter/adapter_model.safetensors"
+    ref, got = (
+        load_file(str(tmp_path / "ref/final" / weights)),
+        load_file(str(tmp_path / "killed/final" / weights)),
+    )
+    assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("constant", [0.5, 1.0, 1.0, 1.0, 1.0]),
+        ("linear", [0.5, 1.0, 2 / 3, 1 / 3, 0.0]),
+        ("cosine", [0.5, 1.0, 0.75, 0.25, 0.0]),
+        ("step", [0.5, 1.0, 1.0, 0.5, 0.5]),
+    ],
+)
+def test_schedules(kind, expected):
+    cfg = TrainConfig(learning_rate=1.0, warmup_steps=1, scheduler=kind, step_size=2, gamma=0.5)
+    got = [lr_at(s, cfg, total_steps=5) for s in range(5)]
+    assert got == pytest.approx(expected)
+
+
+def test_holdout_keeps_augmented_copies_with_their_original():
+    from chattune.data.conversation import Conversation, Message
+    from chattune.train.setup import holdout
+
+    def c(meta):
+        return Conversation(
+            messages=[Message(role="user", content="q"), Message(role="assistant", content="a")], meta=meta
+        )
+
+    convs = []
+    for i in range(30):
+        convs += [c({"id": f"o{i}"}), c({"augmented_from": f"o{i}"}), c({"augmented_from": f"o{i}"})]
+    convs.append(c({"id": "pinned", "split": "val"}))
+    train, val = holdout(convs, 0.2, seed=3)
+    assert len(train) + len(val) == len(convs)
+    group = lambda x: x.meta.get("augmented_from", x.meta.get("id"))  # noqa: E731
+    assert not {group(x) for x in train} & {group(x) for x in val}
+    assert "pinned" in {group(x) for x in val}
+    assert 5 <= len({group(x) for x in val}) <= 7  # ~20% of 31 groups

@@ -1,0 +1,185 @@
+"""train.recipe=auto: what it chooses, that the user's keys win, and that saved configs stay auto."""
+
+from pathlib import Path
+
+from chattune.config import RunConfig, load_config
+from chattune.train.recipe import DataShape, resolve_recipe
+from chattune.train.setup import apply_recipe, tokenize_data, total_steps
+from tests.helpers import support_conversations, write_jsonl
+
+SUPPORT_SET = DataShape(conversations=400, longest=240, tokens=400 * 110)
+
+
+def config(tmp_path: Path, text: str = "", overrides: list[str] | None = None) -> RunConfig:
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  name: embedded\n" + text)
+    return load_config(path, overrides)
+
+
+def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
+    cfg, choices = resolve_recipe(config(tmp_path), SUPPORT_SET, n_params=135_000_000)
+    chosen = {c.key: c.value for c in choices}
+    assert set(chosen) == {
+        "data.max_length",
+        "train.epochs",
+        "train.batch_size",
+        "train.grad_accum",
+        "train.learning_rate",
+        "train.warmup_ratio",
+        "train.rehearsal",
+    }
+    assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two
+    assert cfg.train.epochs == 2
+    assert 1.5e-4 <= cfg.train.learning_rate <= 2.5e-4
+    # ~2 conversations per 256-token row: a step of a few rows, so ~100 steps, not the old 8
+    rows = 400 * 110 / (256 * 0.93)
+    steps = cfg.train.epochs * rows / (cfg.train.batch_size * cfg.train.grad_accum)
+    assert 60 <= steps <= 200
+    assert all(c.why for c in choices)
+
+
+def test_smaller_sets_get_more_epochs_and_larger_models_a_smaller_rate(tmp_path):
+    small, _ = resolve_recipe(config(tmp_path), DataShape(100, 200, 100 * 100), 135_000_000)
+    large, _ = resolve_recipe(config(tmp_path), DataShape(10_000, 200, 10_000 * 100), 135_000_000)
+    assert small.train.epochs == 8 and large.train.epochs == 1
+    big_model, _ = resolve_recipe(config(tmp_path), SUPPORT_SET, 1_700_000_000)
+    assert big_model.train.learning_rate < 0.5 * small.train.learning_rate
+    lora, _ = resolve_recipe(config(tmp_path, overrides=["train.method=lora"]), SUPPORT_SET, 135_000_000)
+    assert lora.train.learning_rate >= 5 * small.train.learning_rate
+
+
+def test_keys_the_user_sets_win_and_manual_changes_nothing(tmp_path):
+    cfg = config(tmp_path, "train:\n  learning_rate: 5.0e-5\n", ["train.epochs=4"])
+    resolved, choices = resolve_recipe(cfg, SUPPORT_SET, 135_000_000)
+    assert resolved.train.learning_rate == 5e-5 and resolved.train.epochs == 4
+    assert not {"train.learning_rate", "train.epochs"} & {c.key for c in choices}
+    manual = config(tmp_path, overrides=["train.recipe=manual"])
+    same, choices = resolve_recipe(manual, SUPPORT_SET, 135_000_000)
+    assert choices == [] and same.model_dump() == manual.model_dump()
+
+
+def test_a_saved_config_lets_auto_choose_again(tmp_path):
+    """A run's config.yaml, a sweep trial or best.yaml loaded again must not freeze auto's choices (or
+    the class defaults) as if the user had set them."""
+    cfg = config(tmp_path, overrides=["train.epochs=3"])
+    resolved, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000)
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(resolved.to_yaml())
+    again = load_config(saved)
+    assert again.user_set("train", "epochs")  # the user's key stays the user's
+    assert not again.user_set("train", "learning_rate") and not again.user_set("data", "max_length")
+    resolved_again, _ = resolve_recipe(again, SUPPORT_SET, 135_000_000)
+    assert resolved_again.model_dump() == resolved.model_dump()
+
+
+def test_validate_and_train_resolve_the_same_recipe_and_step_count(tmp_path, tiny_model_dir):
+    train_file = write_jsonl(tmp_path / "train.jsonl", support_conversations(60))
+    cfg = load_config(None, [f"model.name={tiny_model_dir}", f"data.train_file={train_file}"])
+    from chattune.model import load_tokenizer
+    from chattune.train.batching import pack
+
+    data = tokenize_data(cfg, load_tokenizer(cfg.model))
+    resolved, choices = apply_recipe(cfg, data)
+    again, _ = apply_recipe(cfg, data)
+    assert choices and resolved.model_dump() == again.model_dump()
+    rows = pack(data.train, resolved.data.max_length)
+    micro = -(-len(rows) // resolved.train.batch_size)
+    assert total_steps(resolved.train, micro) >= 2 * resolved.train.epochs
+
+
+def test_rehearsal_answers_are_the_base_models_own_and_cached_per_model(tmp_path, monkeypatch):
+    from chattune.config import ModelConfig
+    from chattune.train import rehearsal
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+
+    def fake_generate(model_cfg, prompts):  # the base model's greedy answers; one never ends
+        calls.append(len(prompts))
+        return {p: f"answer to {p}" for p in prompts[1:]}
+
+    monkeypatch.setattr(rehearsal, "_generate", fake_generate)
+    model = ModelConfig(name="some-org/some-model")  # a hub id: nothing is downloaded, generation is faked
+    first = rehearsal.rehearsal_conversations(model, 10, seed=1)
+    again = rehearsal.rehearsal_conversations(model, 10, seed=1)
+    assert calls == [len(rehearsal.general_prompts())]  # generated once, then read from the cache
+    assert [c.model_dump() for c in first] == [c.model_dump() for c in again] and len(first) == 10
+    for c in first:  # asked as a user of the base model asks: no system prompt
+        assert [m.role for m in c.messages] == ["user", "assistant"]
+        assert c.messages[1].content == f"answer to {c.messages[0].content}"
+        assert c.meta == {"rehearsal": True}
+    other_seed = rehearsal.rehearsal_conversations(model, 10, seed=2)
+    assert {c.messages[0].content for c in other_seed} != {c.messages[0].content for c in first}
+    assert rehearsal.rehearsal_conversations(model, 0, seed=1) == []
+
+
+def test_a_time_budget_stops_the_run_with_a_checkpoint_and_final(tmp_path, tiny_model_dir, train_file):
+    from chattune.train import run
+    from tests.helpers import tiny_run_config
+
+    cfg = tiny_run_config(
+        tiny_model_dir, train_file, tmp_path, "train.max_steps=500", "train.time_budget_minutes=0.02"
+    )
+    result = run(cfg)
+    assert result.stopped_early and 0 < result.steps < 500
+    assert (cfg.run_dir / "final" / "config.json").is_file()
+    from chattune.train.checkpoint import checkpoint_dir
+
+    assert checkpoint_dir(cfg.run_dir / "checkpoints", result.steps).is_dir()
+
+
+def test_a_time_budget_fits_the_epochs(tmp_path):
+    cfg = config(tmp_path, overrides=["train.time_budget_minutes=1"])
+    slow, choices = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=0.01)
+    assert slow.train.epochs < 1 and "time_budget" in {c.key: c.why for c in choices}["train.epochs"]
+    fast, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=1e-5)
+    assert fast.train.epochs == 2
+
+
+def test_rehearsal_generation_keeps_only_answers_that_ended(tiny_model_dir, monkeypatch):
+    """The real generation path on the tiny model, then the same path with the generated tokens scripted:
+    an answer that reached the end token is kept (decoded, specials dropped); one cut at the cap is not."""
+    import torch
+
+    import chattune.model
+    from chattune.config import ModelConfig
+    from chattune.train import rehearsal
+
+    prompts = ["hello", "how do I reset it"]
+    monkeypatch.setattr(rehearsal, "MAX_NEW_TOKENS", 4)
+    answers = rehearsal._generate(ModelConfig(name=str(tiny_model_dir)), prompts)
+    assert set(answers) <= set(prompts)  # random weights: any that ended, with their text
+    assert all(a and a == a.strip() for a in answers.values())
+
+    real_load = chattune.model.load_model_and_tokenizer
+    seen = {}
+
+    def load_scripted(model_cfg):
+        model, tokenizer = real_load(model_cfg)
+        ended = tokenizer("the kettle", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        capped = tokenizer("hold the dial for", add_special_tokens=False).input_ids
+        assert tokenizer.eos_token_id not in capped
+
+        def generate(input_ids, max_new_tokens, pad_token_id, **kwargs):
+            seen["prompts"] = [tokenizer.decode(row, skip_special_tokens=True) for row in input_ids]
+            rows = [ended, capped]
+            width = max(map(len, rows))
+            new = torch.tensor([row + [pad_token_id] * (width - len(row)) for row in rows])
+            return torch.cat([input_ids, new], dim=1)
+
+        model.generate = generate
+        return model, tokenizer
+
+    monkeypatch.setattr(chattune.model, "load_model_and_tokenizer", load_scripted)
+    assert rehearsal._generate(ModelConfig(name=str(tiny_model_dir)), prompts) == {"hello": "the kettle"}
+    assert all(p in text for p, text in zip(prompts, seen["prompts"], strict=True))  # asked in order
+
+
+def test_the_embedded_model_uses_its_shipped_answers(monkeypatch):
+    from chattune.config import ModelConfig
+    from chattune.train import rehearsal
+
+    monkeypatch.setattr(rehearsal, "_generate", lambda *a: (_ for _ in ()).throw(AssertionError("generated")))
+    shipped = rehearsal.rehearsal_conversations(ModelConfig(name="embedded"), 200, seed=0)
+    assert len(shipped) >= 80  # answers that ended, of the 116 prompts
+    assert {c.messages[0].content for c in shipped} <= set(rehearsal.general_prompts())
