@@ -184,10 +184,10 @@ def doctor(
 def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Read, validate, clean, dedupe and split the sources in data.prepare; account for every record."""
     from chattune.config import load_config
-    from chattune.data.prepare import model_parameter_count, run
+    from chattune.data.prepare import run
     from chattune.data.report import print_summary
     from chattune.errors import ConfigError
-    from chattune.model import load_tokenizer
+    from chattune.model import load_tokenizer, model_parameter_count
 
     cfg = load_config(config, overrides)
     if cfg.data.prepare is None:
@@ -219,7 +219,7 @@ def data_inspect(
 ) -> None:
     """Print the validation and token statistics of a file without changing it."""
     from chattune.config import RunConfig, load_config
-    from chattune.data.prepare import inspect_file
+    from chattune.data.inspect import inspect_file
     from chattune.data.report import print_inspection
     from chattune.model import load_tokenizer
 

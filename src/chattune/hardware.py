@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from functools import cache
+from typing import Any
 
 
 @cache
@@ -73,3 +74,24 @@ def matmul_flops(precision: str, seconds: float = 1.0) -> float:
         done += 1
     c.sum().item()  # waits for the device
     return 2 * n**3 * done / (time.perf_counter() - start)
+
+
+def training_time_estimate(tokens: int, epochs: float, n_params: int | None) -> dict[str, Any] | None:
+    """Rough wall-clock for local training: 6 * params * tokens FLOPs at a typical sustained rate
+    (40% of an A100-class GPU's bf16 peak on CUDA; about 25 GFLOP/s per CPU core in fp32)."""
+    if not n_params or not tokens:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        device, flops = torch.cuda.get_device_name(0), 0.4 * 312e12
+    else:
+        device, flops = f"CPU x{torch.get_num_threads()}", 25e9 * torch.get_num_threads()
+    seconds = 6 * n_params * tokens * epochs / flops
+    return {
+        "device": device,
+        "params": n_params,
+        "tokens": tokens,
+        "epochs": epochs,
+        "seconds": round(seconds, 1),
+    }

@@ -233,3 +233,25 @@ def load_for_inference(
     module: torch.nn.Module = model
     module.to(device).eval()
     return model, tokenizer, run_cfg
+
+
+def model_parameter_count(model_name: str) -> int | None:
+    """Parameters of a model from its config.json (no weights loaded); None when not available offline."""
+    try:
+        source = resolve_source(model_name)
+        from transformers import AutoConfig
+
+        c = AutoConfig.from_pretrained(source.path)
+    except Exception:  # an estimate only: never fail preparation over it
+        return None
+    d, n_layers = getattr(c, "hidden_size", 0), getattr(c, "num_hidden_layers", 0)
+    ff, vocab = getattr(c, "intermediate_size", 4 * d), getattr(c, "vocab_size", 0)
+    if not d or not n_layers:
+        return None
+    heads = getattr(c, "num_attention_heads", 1) or 1
+    kv_dim = d * (getattr(c, "num_key_value_heads", None) or heads) // heads
+    # Per layer: q and o (2 d^2), k and v (2 d kv_dim, smaller with grouped KV heads), gated MLP (3 d ff),
+    # two norms; then the embeddings, and the output head unless it is tied to them.
+    per_layer = 2 * d * d + 2 * d * kv_dim + 3 * d * ff + 2 * d
+    head = 0 if getattr(c, "tie_word_embeddings", False) else vocab * d
+    return int(n_layers * per_layer + vocab * d + head + d)

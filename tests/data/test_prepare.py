@@ -14,7 +14,8 @@ from chattune.cli import app
 from chattune.config import DataConfig, load_config
 from chattune.config.prepare import PrepareConfig
 from chattune.data.conversation import read_jsonl
-from chattune.data.prepare import resolve_training_files, run
+from chattune.data.prepare import run
+from chattune.data.training_files import resolve_training_files
 
 _spec = importlib.util.spec_from_file_location(
     "build_messy", Path(__file__).parent / "prepare/build_messy.py"

@@ -2,8 +2,8 @@
 llama.cpp read it back and answer word for word as chattune does from the same weights. Marked slow."""
 
 import pytest
-from chattune.config.export import ExportConfig
 
+from chattune.config.export import ExportConfig
 from chattune.export.run import export
 
 pytestmark = pytest.mark.slow

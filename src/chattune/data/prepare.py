@@ -42,16 +42,15 @@ from chattune.data.glossary import Glossary
 from chattune.data.ingest import RawRecord, iter_source
 from chattune.data.parallel import WorkerPool, parallel_map_batches
 from chattune.data.pii import redact
-from chattune.data.results import EXAMPLE_CHARS, Inspection, PrepareResult, Stats
+from chattune.data.results import EXAMPLE_CHARS, PrepareResult, Stats
 from chattune.data.tokenize import ChatRenderer, render_segments, token_ids
 from chattune.data.validate import check_record, openai_estimate, token_stats
-from chattune.errors import ChattuneError, ConfigError, DataError
+from chattune.errors import DataError
+from chattune.hardware import training_time_estimate
 
 if TYPE_CHECKING:
     from rich.console import Console
     from transformers import PreTrainedTokenizerBase
-
-    from chattune.config import DataConfig
 
 
 @dataclass(slots=True)
@@ -854,113 +853,3 @@ def conversation_stats(
         "missing_system": sum(not any(x["role"] == "system" for x in m) for m in messages),
         "missing_user": sum(not any(x["role"] == "user" for x in m) for m in messages),
     }
-
-
-def training_time_estimate(tokens: int, epochs: float, n_params: int | None) -> dict[str, Any] | None:
-    """Rough wall-clock for local training: 6 * params * tokens FLOPs at a typical sustained rate
-    (40% of an A100-class GPU's bf16 peak on CUDA; about 25 GFLOP/s per CPU core in fp32)."""
-    if not n_params or not tokens:
-        return None
-    import torch
-
-    if torch.cuda.is_available():
-        device, flops = torch.cuda.get_device_name(0), 0.4 * 312e12
-    else:
-        device, flops = f"CPU x{torch.get_num_threads()}", 25e9 * torch.get_num_threads()
-    seconds = 6 * n_params * tokens * epochs / flops
-    return {
-        "device": device,
-        "params": n_params,
-        "tokens": tokens,
-        "epochs": epochs,
-        "seconds": round(seconds, 1),
-    }
-
-
-def model_parameter_count(model_name: str) -> int | None:
-    """Parameters of a model from its config.json (no weights loaded); None when not available offline."""
-    from chattune.model import resolve_source
-
-    try:
-        source = resolve_source(model_name)
-        from transformers import AutoConfig
-
-        c = AutoConfig.from_pretrained(source.path)
-    except Exception:  # an estimate only: never fail preparation over it
-        return None
-    d, n_layers = getattr(c, "hidden_size", 0), getattr(c, "num_hidden_layers", 0)
-    ff, vocab = getattr(c, "intermediate_size", 4 * d), getattr(c, "vocab_size", 0)
-    if not d or not n_layers:
-        return None
-    heads = getattr(c, "num_attention_heads", 1) or 1
-    kv_dim = d * (getattr(c, "num_key_value_heads", None) or heads) // heads
-    # Per layer: q and o (2 d^2), k and v (2 d kv_dim, smaller with grouped KV heads), gated MLP (3 d ff),
-    # two norms; then the embeddings, and the output head unless it is tied to them.
-    per_layer = 2 * d * d + 2 * d * kv_dim + 3 * d * ff + 2 * d
-    head = 0 if getattr(c, "tie_word_embeddings", False) else vocab * d
-    return int(n_layers * per_layer + vocab * d + head + d)
-
-
-def resolve_training_files(data_cfg: DataConfig) -> tuple[Path, Path | None]:
-    """The files training reads: data.train_file/val_file when set, else what `data prepare` wrote into
-    data.prepare.output_dir (val.jsonl only when it has rows)."""
-    if data_cfg.train_file is not None:
-        return data_cfg.train_file, data_cfg.val_file
-    if data_cfg.prepare is None:
-        raise ConfigError(
-            "data", ["set data.train_file, or data.prepare and run `chattune data prepare` first"]
-        )
-    out = data_cfg.prepare.output_dir
-    train = out / "train.jsonl"
-    if not train.is_file():
-        raise ChattuneError(f"{train} does not exist: run `chattune data prepare CONFIG` first")
-    val = out / "val.jsonl"
-    return train, val if val.is_file() and val.stat().st_size > 0 else None
-
-
-# ----------------------------------------------------------------------------------------------------
-# inspect
-
-
-def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Inspection:
-    """Validation and statistics of one file, changing nothing (the lenient reader, the strict checks)."""
-    from chattune.config.prepare import SourceConfig
-
-    categories: Counter[str] = Counter()
-    first_errors: dict[str, str] = {}
-    items: list[Item] = []
-    n = 0
-    reason: str | None  # the record's fatal problem, if any
-    for rec in iter_source(SourceConfig(path=path)):
-        n += 1
-        if rec.error:
-            found, reason, detail = [rec.error], rec.error, rec.detail
-        else:
-            checked = check_record(rec.obj)
-            found, reason, detail = checked.categories, checked.reason, checked.detail
-            if not reason:
-                items.append(Item(rec, checked.messages))
-        found = rec.repairs + found
-        categories.update(found)
-        for cat in found:
-            first_errors.setdefault(
-                cat, f"{rec.loc_kind} {rec.loc}: {detail if cat == reason else cat.replace('_', ' ')}"
-            )
-    # Empty turns would fail rendering in the same way training fails; keep them out of the token figures.
-    items = [it for it in items if not any(clean.is_empty(m) for m in it.messages if m["role"] != "system")]
-    measure_tokens(items, tokenizer, check=True)
-    failures = sum(not it.alive for it in items)
-    ok = [it for it in items if it.alive]
-    stats = conversation_stats([it.messages for it in ok], [it.tokens for it in ok], max_length)
-    epochs, billed = openai_estimate([it.tokens for it in ok])
-    stats["openai"] = {"epochs": epochs, "billed_tokens": billed}
-    return Inspection(
-        path,
-        n,
-        len(items),
-        categories,
-        first_errors,
-        stats,
-        failures,
-        token_stats([it.trained_tokens for it in ok]),
-    )

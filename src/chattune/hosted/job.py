@@ -105,7 +105,7 @@ def run(
 def start(
     client: OpenAI, cfg: RunConfig, state: dict[str, Any], confirm: Callable[[str], bool], console: Console
 ) -> dict[str, Any]:
-    from chattune.data.prepare import resolve_training_files
+    from chattune.data.training_files import resolve_training_files
 
     train_path, val_path = resolve_training_files(cfg.data)
     model = cfg.model.name

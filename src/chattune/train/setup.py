@@ -38,7 +38,7 @@ def load_conversations(data: DataConfig, seed: int) -> tuple[list[Conversation],
     Files are data.train_file / data.val_file, or what `chattune data prepare` wrote. Without a
     validation file, a seeded data.val_fraction of the training conversations is held out.
     """
-    from chattune.data.prepare import resolve_training_files
+    from chattune.data.training_files import resolve_training_files
 
     train_file, val_file = resolve_training_files(data)
     train = read_jsonl(train_file)
@@ -99,7 +99,7 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
 def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tuple[RunConfig, list[Choice]]:
     """train.recipe=auto: fill in what the user left unset from the tokenised training data (see recipe.py).
     The same call in `validate` and `train`, so both show and use the same numbers."""
-    from chattune.data.prepare import model_parameter_count
+    from chattune.model import model_parameter_count
 
     if cfg.train.recipe != "auto":
         return cfg, []
