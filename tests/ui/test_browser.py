@@ -91,6 +91,7 @@ def test_dashboard_in_a_real_browser(tmp_path, tiny_model_dir, train_file, reque
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("console", lambda m: print("browser console:", m.text))
+        page.on("response", lambda r: print("HTTP 404:", r.url) if r.status == 404 else None)
         expect.set_options(timeout=30_000)
 
         print(f"{time.monotonic() - t0:.0f} s: 1. the run")
