@@ -315,7 +315,7 @@ def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(
 
     from transformers import AutoModelForCausalLM
 
-    from chattune.train.loop import _grouped_kv_in_cpu_attention
+    from chattune.train.cpu_kernels import grouped_kv_in_cpu_attention
 
     monkeypatch.delenv("TRANSFORMERS_SDPA_FORCE_GQA", raising=False)
     key_heads = []  # what SDPA is handed: copied key heads, or the grouped ones
@@ -333,7 +333,7 @@ def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(
     loss_copied, _, grads_copied = loss_and_grads(model, batch)
     assert set(key_heads) == {heads}
     key_heads.clear()
-    restore = _grouped_kv_in_cpu_attention(torch.device("cpu"))
+    restore = grouped_kv_in_cpu_attention(torch.device("cpu"))
     assert os.environ["TRANSFORMERS_SDPA_FORCE_GQA"] == "1"
     loss_grouped, _, grads_grouped = loss_and_grads(model, batch)
     assert set(key_heads) == {kv_heads}
@@ -342,7 +342,7 @@ def test_grouped_kv_attention_on_cpu_gives_the_same_loss_and_is_undone(
     torch.testing.assert_close(loss_grouped, loss_copied, rtol=1e-5, atol=1e-5)
     for name, g in grads_copied.items():
         torch.testing.assert_close(grads_grouped[name], g, rtol=1e-4, atol=1e-6, msg=name)
-    _grouped_kv_in_cpu_attention(torch.device("meta"))()  # other devices: untouched
+    grouped_kv_in_cpu_attention(torch.device("meta"))()  # other devices: untouched
     assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ
 
 

@@ -244,7 +244,11 @@ def run(
         disable=not main,
     )
     task = progress.add_task("train", total=total_steps, completed=state.step, info="")
-    restore_gqa = _grouped_kv_in_cpu_attention(accelerator.device)
+    restore_gqa = (
+        cpu_kernels.grouped_kv_in_cpu_attention(accelerator.device)
+        if cpu_kernels.kernels_apply(model, cfg.train)
+        else lambda: None
+    )
     # fp16 has a loss scaler that skips overflowing steps itself (and lowers the scale); elsewhere we do.
     skip_nonfinite = accelerator.scaler is None
     try:
@@ -455,27 +459,6 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
         eps=cfg.adam_epsilon,
         fused=fused,
     )
-
-
-def _grouped_kv_in_cpu_attention(device: torch.device) -> Callable[[], None]:
-    """On CPU, let SDPA read grouped keys/values (GQA) as they are; returns what undoes it.
-
-    With a mask (our packed rows have one), transformers copies each key/value head to every query
-    head it serves before SDPA, because some CUDA kernels need that. PyTorch's CPU flash kernel takes
-    them grouped: the same attention, and on SmolLM2-135M (9 query heads, 3 key/value heads) ~240 MB
-    less kept for backward at 4 x 512 tokens. transformers' switch for this is an environment variable.
-    Training batches normally take per-conversation attention instead (document_attention.py); SDPA
-    remains for batches with a conversation over 1,024 tokens and for generation during evaluation.
-    """
-    name = "TRANSFORMERS_SDPA_FORCE_GQA"
-    if device.type != "cpu" or name in os.environ:  # elsewhere, or the user decided
-        return lambda: None
-    os.environ[name] = "1"
-
-    def restore() -> None:
-        os.environ.pop(name, None)
-
-    return restore
 
 
 def _forget_other_precision(mixed_precision: str) -> None:

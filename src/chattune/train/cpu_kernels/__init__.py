@@ -5,6 +5,7 @@
     mlp.py        the gated MLP's silu(gate) * up keeping two tensors for backward, not three
     head.py       output head and cross-entropy of the scored tokens, chunked, gradients in forward
     dropout.py    LoRA input dropout drawing a quarter of the random numbers (CPU)
+    and, while training on CPU, SDPA reads grouped key/value heads as they are (grouped_kv_in_cpu_attention)
 
 Every one is applied by `apply()`, and only to architectures and library versions it was tested on
 (TESTED, and the upper bounds in pyproject.toml for the libraries whose internals they rely on). It
@@ -16,7 +17,9 @@ gradients, tested), and any other architecture trains through the model's own fo
 from __future__ import annotations
 
 import functools
+import os
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chattune.train.cpu_kernels.attention import use_document_attention
@@ -92,3 +95,24 @@ def apply(model: nn.Module, train: TrainConfig, device: torch.device) -> list[st
         expect("per-conversation attention", int(use_document_attention(model)))
     changed.append("fused output head and loss")
     return changed
+
+
+def grouped_kv_in_cpu_attention(device: torch.device) -> Callable[[], None]:
+    """On CPU, let SDPA read grouped keys/values (GQA) as they are; returns what undoes it.
+
+    With a mask (our packed rows have one), transformers copies each key/value head to every query
+    head it serves before SDPA, because some CUDA kernels need that. PyTorch's CPU flash kernel takes
+    them grouped: the same attention, and on SmolLM2-135M (9 query heads, 3 key/value heads) ~240 MB
+    less kept for backward at 4 x 512 tokens. transformers' switch for this is an environment variable.
+    Training batches normally take per-conversation attention instead (attention.py); SDPA
+    remains for batches with a conversation over 1,024 tokens and for generation during evaluation.
+    """
+    name = "TRANSFORMERS_SDPA_FORCE_GQA"
+    if device.type != "cpu" or name in os.environ:  # elsewhere, or the user decided
+        return lambda: None
+    os.environ[name] = "1"
+
+    def restore() -> None:
+        os.environ.pop(name, None)
+
+    return restore
