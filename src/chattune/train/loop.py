@@ -163,7 +163,9 @@ def run(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would bury ours
-    loss_module = SupervisedLoss(model, own_head=cpu_kernels.kernels_apply(model, cfg.train))
+    # apply() changes nothing, and so lists nothing, unless the kernels fit this model: then the loss may
+    # project the scored tokens itself too.
+    loss_module = SupervisedLoss(model, own_head=bool(kernels))
     optimizer = _optimizer(model, cfg.train)
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
     state = ckpt.TrainState()
@@ -244,11 +246,7 @@ def run(
         disable=not main,
     )
     task = progress.add_task("train", total=total_steps, completed=state.step, info="")
-    restore_gqa = (
-        cpu_kernels.grouped_kv_in_cpu_attention(accelerator.device)
-        if cpu_kernels.kernels_apply(model, cfg.train)
-        else lambda: None
-    )
+    restore_gqa = cpu_kernels.grouped_kv_in_cpu_attention(accelerator.device) if kernels else lambda: None
     # fp16 has a loss scaler that skips overflowing steps itself (and lowers the scale); elsewhere we do.
     skip_nonfinite = accelerator.scaler is None
     try:
