@@ -59,8 +59,10 @@ TRL_CONFIGS = {
     # name: SFTConfig overrides
     "padded": {},
     "grouped": {"train_sampling_strategy": "group_by_length"},
-    "padding_free": {"padding_free": True},
+    # the inputs come pre-truncated to --max-length; TRL 1.x refuses max_length with unpacked padding_free
+    "padding_free": {"padding_free": True, "max_length": None},
     "packed": {"packing": True},  # best-fit decreasing; implies padding_free (one flattened row)
+    "liger": {"use_liger_kernel": True, "padding_free": True, "max_length": None},  # CUDA only: --gpu adds it
 }
 
 # chattune's fastest setting per method (compile is off by default in chattune itself). Full: compiled
@@ -213,7 +215,7 @@ def make_conversations(n: int, seed: int = 0) -> list[dict[str, Any]]:
     return out
 
 
-def prepare_data(work: Path, n: int, max_length: int) -> dict[str, Any]:
+def prepare_data(work: Path, n: int, max_length: int, model: str) -> dict[str, Any]:
     """Write the conversations (chattune's input) and their tokenisation (TRL's input); return stats."""
     from chattune.config import ModelConfig
     from chattune.data.conversation import Conversation
@@ -222,7 +224,7 @@ def prepare_data(work: Path, n: int, max_length: int) -> dict[str, Any]:
 
     records = make_conversations(n)
     (work / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    tokenizer = load_tokenizer(ModelConfig(name="embedded"))
+    tokenizer = load_tokenizer(ModelConfig(name=model))
     examples, stats = tokenize_conversations(
         [Conversation(**r) for r in records], tokenizer, max_length=max_length
     )
@@ -281,7 +283,7 @@ def child_chattune(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = load_config(
         None,
         [
-            "model.name=embedded",
+            f"model.name={spec['model']}",
             f"data.train_file={work / 'train.jsonl'}",
             "data.val_fraction=0",
             f"data.max_length={spec['max_length']}",
@@ -323,30 +325,30 @@ def _trl_trainer(
 
     from chattune.model import resolve_source
 
-    path = resolve_source("embedded").path
+    path = resolve_source(spec["model"]).path
     gpu = spec["gpu"]
-    args = SFTConfig(
-        output_dir=str(out_dir),
-        per_device_train_batch_size=spec["batch_size"],
-        max_length=spec["max_length"],
-        learning_rate=spec["lr"],
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        max_steps=spec["steps"],
-        max_grad_norm=1.0,
-        weight_decay=0.0,
-        optim="adamw_torch_fused",
-        bf16=True,
-        gradient_checkpointing=False,  # TRL's default is on: ~30% slower; off is its fastest setting
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=42,
-        use_cpu=not gpu,
-        dataloader_pin_memory=gpu,
-        disable_tqdm=True,
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        "output_dir": str(out_dir),
+        "per_device_train_batch_size": spec["batch_size"],
+        "max_length": spec["max_length"],
+        "learning_rate": spec["lr"],
+        "lr_scheduler_type": "constant",
+        "warmup_steps": 0,
+        "max_steps": spec["steps"],
+        "max_grad_norm": 1.0,
+        "weight_decay": 0.0,
+        "optim": "adamw_torch_fused",
+        "bf16": True,
+        "gradient_checkpointing": False,  # TRL's default is on: ~30% slower; off is its fastest setting
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": 42,
+        "use_cpu": not gpu,
+        "dataloader_pin_memory": gpu,
+        "disable_tqdm": True,
+    }
+    args = SFTConfig(**(settings | overrides))
     peft_config = None
     if spec["lora"]:
         from peft import LoraConfig
@@ -480,7 +482,7 @@ def _memory(rss: PeakRSS) -> dict[str, float]:
 # parent: orchestrate, summarise, check
 
 
-def launch(kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+def launch(kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any] | None:
     spec_file, out = work / f"spec-{kind}.json", work / f"result-{kind}.json"
     spec_file.write_text(json.dumps(spec))
     out.unlink(missing_ok=True)
@@ -492,7 +494,15 @@ def launch(kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
         text=True,
     )
     if proc.returncode != 0:
-        sys.exit(f"{kind} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        message = (
+            f"{kind} {spec.get('config', '')} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
+        if kind != "trl":
+            sys.exit(message)
+        print(
+            message + "\n(left out of the comparison)", flush=True
+        )  # one TRL setting failing keeps the rest
+        return None
     return json.loads(out.read_text())
 
 
@@ -512,7 +522,8 @@ def summarise(
             "s_per_step": secs / len(r["seconds"][sl]),
             "peak_rss_gb": r["peak_rss_gb"],
             "peak_gpu_gb": r.get("peak_gpu_gb", float("nan")),
-            "mfu": model_flops / (peak_tflops * 1e12),
+            # a CPU without native bf16 measures ~0 TFLOP/s: no meaningful MFU then
+            "mfu": model_flops / (peak_tflops * 1e12) if peak_tflops > 0.005 else float("nan"),
             "final_loss": r["loss"][-1],
             "mean_loss": statistics.fmean(r["loss"]),
         }
@@ -532,12 +543,12 @@ def check_curves(a: list[float], b: list[float]) -> tuple[bool, str]:
     ) <= tol, f"mean loss difference {mean:+.4f} (tolerance {tol:.4f}: 4 SE {4 * se:.4f} + 3% of loss)"
 
 
-def model_flops(lora: bool, attn_ctx_per_token: float) -> dict[str, float]:
+def model_flops(lora: bool, attn_ctx_per_token: float, model: str) -> dict[str, float]:
     from transformers import AutoConfig
 
     from chattune.model import resolve_source
 
-    c = AutoConfig.from_pretrained(resolve_source("embedded").path)
+    c = AutoConfig.from_pretrained(resolve_source(model).path)
     d, layers, vocab = c.hidden_size, c.num_hidden_layers, c.vocab_size
     kv = c.num_key_value_heads * (d // c.num_attention_heads)
     per_layer = d * d * 2 + d * kv * 2 + 3 * d * c.intermediate_size  # q, o, k, v, gate/up/down
@@ -563,8 +574,14 @@ def main() -> None:
         "--lora", action="store_true", help="LoRA r=16, alpha 32, dropout 0.05 on every linear layer"
     )
     p.add_argument("--gpu", action="store_true", help="run on CUDA; adds TRL + Liger kernels")
+    cpu_configs = [c for c in TRL_CONFIGS if c != "liger"]
     p.add_argument(
-        "--trl", default=",".join(TRL_CONFIGS), help=f"TRL configurations, from {','.join(TRL_CONFIGS)}"
+        "--trl", default=",".join(cpu_configs), help=f"TRL configurations, from {','.join(cpu_configs)}"
+    )
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="model.name for both systems: the embedded SmolLM2-135M, a transformers folder or a .gguf file",
     )
     p.add_argument("--n", type=int, default=2000, help="conversations to generate")
     p.add_argument("--max-length", type=int, default=512)
@@ -601,7 +618,6 @@ def main() -> None:
             print("liger-kernel not installed (pip install liger-kernel): skipping TRL + Liger")
         else:
             configs.append("liger")
-            TRL_CONFIGS["liger"] = {"use_liger_kernel": True, "padding_free": True}
     unknown = set(configs) - set(TRL_CONFIGS)
     if unknown:
         sys.exit(f"--trl: unknown configuration(s) {sorted(unknown)}; choose from {sorted(TRL_CONFIGS)}")
@@ -609,7 +625,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(tmp)
-        data = prepare_data(work, a.n, a.max_length)
+        data = prepare_data(work, a.n, a.max_length, a.model)
         print(
             f"data: {data['kept']}/{data['conversations']} conversations, {data['tokens']:,} tokens, {data['supervised']:,} supervised, "
             f"{data['truncated']} cut at {a.max_length}; length p10/p50/p90/max {data['length_p10_p50_p90_max']}"
@@ -622,11 +638,13 @@ def main() -> None:
             "lr": lr,
             "lora": a.lora,
             "gpu": a.gpu,
+            "model": a.model,
             "pad_id": data["pad_id"],
             "overrides": CHATTUNE_DEFAULT["lora" if a.lora else "full"] if a.chattune is None else a.chattune,
         }
         print(f"chattune overrides: {' '.join(spec['overrides']) or '(none)'}")
         probe = launch("probe", spec, work)
+        assert probe is not None  # launch exits on a failed probe
         rel = abs(probe["chattune_loss"] - probe["trl_loss"]) / probe["trl_loss"]
         print(
             f"same objective: untrained loss on one fixed batch, fp32: chattune {probe['chattune_loss']:.5f}, TRL {probe['trl_loss']:.5f} (rel. diff {rel:.1e})"
@@ -635,12 +653,12 @@ def main() -> None:
             sys.exit("FAIL: chattune and TRL compute different losses on the same batch")
         peaks = probe["peak_tflops"]
         print(f"matmul peak: bf16 {peaks['bfloat16']:.2f} TFLOP/s, fp32 {peaks['float32']:.2f} TFLOP/s")
-        flops = model_flops(a.lora, data["attn_ctx_per_token"])
+        flops = model_flops(a.lora, data["attn_ctx_per_token"], a.model)
 
         runs: dict[str, list[dict[str, Any]]] = {}
         for r in range(a.repeats):
             # Round 1 screens every TRL configuration; later rounds rerun chattune and TRL's best only.
-            trl_names = [f"trl-{c}" for c in configs]
+            trl_names = [f"trl-{c}" for c in configs if r == 0 or f"trl-{c}" in runs]
             if r > 0 and trl_names:
                 trl_names = [
                     max(trl_names, key=lambda n: summarise(runs[n], a.warmup, flops, 1.0)["supervised_tps"])
@@ -650,7 +668,9 @@ def main() -> None:
                 kind, extra = (
                     ("chattune", {}) if name == "chattune" else ("trl", {"config": name.removeprefix("trl-")})
                 )
-                runs.setdefault(name, []).append(launch(kind, spec | extra, work))
+                figures = launch(kind, spec | extra, work)
+                if figures is not None:
+                    runs.setdefault(name, []).append(figures)
     load = os.getloadavg()[0]  # includes this benchmark's own ~2
 
     peak = peaks["bfloat16"]  # both systems train in bf16 autocast

@@ -174,8 +174,15 @@ def doctor(
     """Report accelerators, CPU features and library versions; with a config, estimate memory and recommend settings."""
     from chattune.config import load_config
     from chattune.doctor import run_doctor
+    from chattune.train.setup import resolved_config
 
     cfg = load_config(config, overrides) if config else None
+    if cfg is not None and cfg.train.recipe == "auto":
+        # the estimate is for the batch and row length the run will use, which auto picks from the data
+        try:
+            cfg = resolved_config(cfg)
+        except ChattuneError as e:
+            console.print(f"[yellow]estimate for the config as written[/] (recipe auto needs the data: {e})")
     run_doctor(cfg, console=console)
 
 

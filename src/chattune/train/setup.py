@@ -120,6 +120,16 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
     return resolve_recipe(cfg, shape, n_params, world_size, seconds_per_token)
 
 
+def resolved_config(cfg: RunConfig, world_size: int = 1) -> RunConfig:
+    """The config as the run will use it: with train.recipe=auto, the batch size and row length chosen
+    from the data (reads and tokenises the training files). For estimates made before a run."""
+    from chattune.model import load_tokenizer
+
+    if cfg.train.recipe != "auto":
+        return cfg
+    return apply_recipe(cfg, tokenize_data(cfg, load_tokenizer(cfg.model)), world_size)[0]
+
+
 def print_recipe(choices: list[Choice], console: Console) -> None:
     if choices:
         console.print("[bold]train.recipe=auto[/] chose (set a key yourself to override it):")
