@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 
 from chattune.data.conversation import Conversation, Message
@@ -103,3 +105,22 @@ def test_token_ids_from_the_rust_backend_equal_the_tokenizer_call(tiny_tokenizer
     ]
     assert token_ids(tiny_tokenizer, texts) == tiny_tokenizer(texts, add_special_tokens=False)["input_ids"]
     assert token_ids(tiny_tokenizer, []) == []
+
+
+def test_a_record_the_chat_template_refuses_is_named_by_file_and_line(tiny_tokenizer, tmp_path):
+    """Found when the run tokenises its data, before the first step, not hours into training."""
+    from chattune.data.conversation import read_jsonl
+    from tests.helpers import write_jsonl
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = (
+        "{% for m in messages %}{% if m.content == 'BOOM' %}{{ raise_exception('no BOOM here') }}{% endif %}"
+        "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "user", "content": "BOOM"}, {"role": "assistant", "content": "hello"}]}
+    path = tmp_path / "train.jsonl"
+    write_jsonl(path, [good, good, bad])
+    with pytest.raises(DataError, match=rf"^{path}:3: cannot be tokenised: TemplateError: no BOOM here$"):
+        tokenize_conversations(read_jsonl(path), tok, max_length=64)

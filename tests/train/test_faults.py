@@ -353,3 +353,25 @@ def test_two_processes_match_one_and_resume_exactly(tiny_model_dir, train_file, 
     ref, got = weights("two"), weights("resumed")
     assert all(torch.equal(ref[k], got[k]) for k in ref)
     assert losses("resumed") == losses("two")
+
+
+def test_resume_on_edited_data_names_the_file_and_line_and_goes_on(tiny_model_dir, train_file, tmp_path):
+    args = ("train.max_steps=4", "output.save_every=2", "eval.every_steps=null", "data.val_fraction=0")
+    cfg = config(tiny_model_dir, train_file, tmp_path, *args)
+    run(cfg)
+    lines = train_file.read_text().splitlines()
+    record = json.loads(lines[4])
+    record["messages"][-1]["content"] += " (edited)"
+    lines[4] = json.dumps(record)
+    train_file.write_text("\n".join(lines) + "\n")
+
+    out = Console(file=open(tmp_path / "log.txt", "w"), width=300)  # noqa: SIM115
+    result = run(
+        config(tiny_model_dir, train_file, tmp_path, *args[1:], "train.max_steps=6"), resume=True, console=out
+    )
+    out.file.close()
+    log = (tmp_path / "log.txt").read_text()
+    assert f"{train_file}:5 changed since the run started (1 record(s) changed, 0 added, 0 removed)" in log, (
+        log
+    )
+    assert result.steps == 6

@@ -209,7 +209,17 @@ class OutputConfig(Section):
         None, ge=1, description="Checkpoint every N optimizer steps (and at every evaluation)."
     )
     keep_last: int = Field(2, ge=1, description="Checkpoints to keep besides the best one.")
-    tensorboard: bool = Field(True, description="Write TensorBoard event files under <run>/tensorboard.")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        ["tensorboard"],
+        description="Where metrics go besides metrics.jsonl: tensorboard (<run>/tensorboard) and/or mlflow "
+        "(parameters, metrics per step, the final model and reports as artifacts; needs chattune[mlflow]).",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="MLflow store: default MLFLOW_TRACKING_URI if set, else a local SQLite file "
+        "<output.dir>/mlflow.db with artifacts in <output.dir>/mlartifacts.",
+    )
+    mlflow_experiment: str = Field("chattune", description="MLflow experiment the run is filed under.")
     merge_lora: bool = Field(
         True, description="LoRA: also write the merged full model to final/ next to the adapter."
     )
@@ -220,6 +230,19 @@ class OutputConfig(Section):
     overwrite: bool = Field(
         False, description="Replace an existing run of the same name instead of refusing to start."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tensorboard_flag(cls, data: object) -> object:
+        """`output.tensorboard: false` (the key before report_to existed) still turns TensorBoard off."""
+        if isinstance(data, dict) and "tensorboard" in data:
+            data = dict(data)
+            on = data.pop("tensorboard")
+            if isinstance(on, str):
+                on = on.strip().lower() in ("1", "true", "yes", "on")
+            targets = [t for t in data.get("report_to", ["tensorboard"]) if t != "tensorboard"]
+            data["report_to"] = (["tensorboard"] if on else []) + targets
+        return data
 
 
 # The keys train.recipe=auto may choose, per section (chattune/train/recipe.py); a key the user sets wins.

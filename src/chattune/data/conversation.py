@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from chattune.errors import DataError
 
@@ -55,6 +55,12 @@ class Conversation(BaseModel):
 
     messages: list[Message]
     meta: dict[str, Any] = Field(default_factory=dict)
+    # "file:line" it was read from (iter_jsonl), for errors found later (tokenising, resuming); not written out
+    _source: str | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
 
     @property
     def has_assistant(self) -> bool:
@@ -135,7 +141,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Conversation]]:
     preparation stage (`chattune data prepare`) is the lenient path that quarantines bad records.
     """
     for lineno, obj in iter_json_lines(path):
-        yield lineno, parse_openai_record(obj, file=str(path), line=lineno)
+        conv = parse_openai_record(obj, file=str(path), line=lineno)
+        conv._source = f"{path}:{lineno}"
+        yield lineno, conv
 
 
 def read_jsonl(path: str | Path) -> list[Conversation]:

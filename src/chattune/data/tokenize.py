@@ -160,7 +160,7 @@ def tokenize_conversations(
     left with nothing to learn. One batched call to the fast tokenizer for every segment."""
     stats = TokenizeStats(conversations=len(conversations))
     renderer = ChatRenderer(tokenizer)
-    per_conv = [render_segments(c, tokenizer, renderer) for c in conversations]
+    per_conv = [_segments_or_located_error(c, tokenizer, renderer) for c in conversations]
     flat = [text for segs in per_conv for text, _ in segs]
     ids = token_ids(tokenizer, flat)
     examples, k = [], 0
@@ -186,6 +186,23 @@ def tokenize_conversations(
         stats.supervised_tokens += ex.n_supervised
     stats.kept = len(examples)
     return examples, stats
+
+
+def _segments_or_located_error(
+    conv: Conversation, tokenizer: PreTrainedTokenizerBase, renderer: ChatRenderer
+) -> list[tuple[str, bool]]:
+    """render_segments, with a failure (the chat template refusing the conversation, say) reported at
+    the conversation's file and line, before training starts rather than hours into it."""
+    file, _, line = (conv.source or "").rpartition(":")
+    try:
+        return render_segments(conv, tokenizer, renderer)
+    except DataError as e:
+        if not file or e.file is not None:
+            raise
+        raise DataError(str(e), file=file, line=int(line)) from e
+    except Exception as e:  # jinja2's TemplateError, or whatever a custom template raises
+        message = f"cannot be tokenised: {type(e).__name__}: {e}"
+        raise DataError(message, file=file or None, line=int(line) if file else None) from e
 
 
 def render_trained_markup(example: TokenizedExample, tokenizer: PreTrainedTokenizerBase) -> str:

@@ -252,13 +252,17 @@ def estimate_table(train: Prepared, val: Prepared | None, method: str, est: dict
 def follow(client: OpenAI, cfg: RunConfig, state: dict[str, Any], console: Console) -> HostedResult:
     """Poll the job until it ends, logging its events and metrics; Ctrl-C detaches and leaves it running."""
     from chattune.train.monitor import MetricsLog, plot_losses
+    from chattune.train.tracking import MlflowRun
 
     run_dir, job_id = cfg.run_dir, state["job_id"]
     reattached = "last_event_id" in state
+    # a detached job (Ctrl-C) leaves its MLflow run RUNNING; --resume continues it
+    tracker = MlflowRun.start(cfg, run_dir, resumed=reattached) if "mlflow" in cfg.output.report_to else None
     metrics_log = MetricsLog(
         run_dir,
-        tensorboard=cfg.output.tensorboard,
+        tensorboard="tensorboard" in cfg.output.report_to,
         resume_step=state.get("logged_step", 0) if reattached else None,
+        mlflow=tracker,
     )
     progress = Progress(
         TextColumn(f"[bold]{job_id}"),
@@ -296,6 +300,8 @@ def follow(client: OpenAI, cfg: RunConfig, state: dict[str, Any], console: Conso
     finally:
         metrics_log.close()
 
+    if tracker and job.status != "succeeded":
+        tracker.end("FAILED" if job.status == "failed" else "KILLED")
     if job.status == "failed":
         err = job.error
         message = f"OpenAI job {job_id} failed: {err.message if err else 'no reason given'}"
@@ -307,7 +313,10 @@ def follow(client: OpenAI, cfg: RunConfig, state: dict[str, Any], console: Conso
         raise validation_error(message, state.get("files", {}).get(role) if role else None)
     if job.status == "cancelled":
         raise ChattuneError(f"OpenAI job {job_id} was cancelled")
-    return finish(client, cfg, state, job, console, plot_losses)
+    result = finish(client, cfg, state, job, console, plot_losses)
+    if tracker:
+        tracker.end("FINISHED", artifacts=[run_dir / n for n in ("loss.png", "metrics.jsonl", "config.yaml")])
+    return result
 
 
 def new_events(client: OpenAI, job_id: str, last_id: str | None) -> list[Any]:

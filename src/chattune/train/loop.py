@@ -54,6 +54,7 @@ from chattune.train.schedule import lr_at
 from chattune.train.setup import (
     apply_recipe,
     build_model,
+    data_changes,
     micro_batches_per_epoch,
     print_recipe,
     stats_table,
@@ -61,6 +62,7 @@ from chattune.train.setup import (
 )
 from chattune.train.setup import total_steps as run_total_steps
 from chattune.train.status import write_status
+from chattune.train.tracking import MlflowRun
 from chattune.train.validation import loss_sums, metrics_from_sums
 
 if TYPE_CHECKING:
@@ -138,6 +140,7 @@ def run(
     if main:
         print_recipe(choices, console)
         _record_recipe(run_dir, cfg, choices)
+        _check_same_data(run_dir, data.records, bool(resume and candidates), console)
     if cfg.train.rehearsal:  # after the recipe, which is resolved on the user's data alone
         data.train += _rehearsal_examples(cfg, tokenizer, len(data.train), accelerator, console)
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
@@ -191,15 +194,23 @@ def run(
         picked = orders[epoch][start : start + batch_size] or orders[epoch][:batch_size]
         return [rows[k] for k in picked]
 
+    tracker = (
+        MlflowRun.start(cfg, run_dir, resumed=resume_from is not None)
+        if main and "mlflow" in cfg.output.report_to
+        else None
+    )
     metrics_log = (
         MetricsLog(
             run_dir,
-            tensorboard=cfg.output.tensorboard and main,
+            tensorboard="tensorboard" in cfg.output.report_to,
             resume_step=state.step if resume_from else None,
+            mlflow=tracker,
         )
         if main
         else None
     )
+    if tracker:
+        console.print(f"MLflow run {tracker.run_id} in {tracker.uri}", highlight=False)
     if main:
         console.print(
             f"{cfg.train.method} fine-tuning, {trainable:,} trainable parameters, {precision}, {world} process(es); "
@@ -425,6 +436,8 @@ def run(
         if main:
             stopped = isinstance(e, TrainingInterrupted | KeyboardInterrupt)
             write_status(run_dir, "stopped" if stopped else "failed", step=state.step, error=str(e))
+            if tracker:
+                tracker.end("KILLED" if stopped else "FAILED")
         raise
     finally:
         restore_gqa()
@@ -436,6 +449,9 @@ def run(
         _write_final(cfg, state, data.system_prompt)
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
         write_status(run_dir, "finished", step=state.step)
+        if tracker:
+            reports = ("final", "loss.png", "metrics.jsonl", "config.yaml", "status.json")
+            tracker.end("FINISHED", artifacts=[run_dir / name for name in reports])
     accelerator.wait_for_everyone()
     return RunResult(run_dir, state.step, state.best_metric, state.best_step, state.stopped_early, last_eval)
 
@@ -473,6 +489,22 @@ def _improved(value: float, best: float | None, greater_is_better: bool, min_del
     if best is None:
         return True
     return value > best + min_delta if greater_is_better else value < best - min_delta
+
+
+def _check_same_data(run_dir: Path, records: dict[str, str], resuming: bool, console: Console) -> None:
+    """A resumed run warns, naming file and line, when its data differs from what the run started on
+    (the file was edited since): it goes on, but no longer ends as an uninterrupted run would."""
+    saved = run_dir / "data_records.json"
+    if resuming and saved.is_file():
+        change = data_changes(json.loads(saved.read_text(encoding="utf-8")), records)
+        if change:
+            console.print(
+                f"[yellow]warning[/]: --resume: the training data differs from the run's start: {change}. "
+                "Training goes on with the data as it is now.",
+                highlight=False,
+            )
+        return
+    saved.write_text(json.dumps(records), encoding="utf-8")
 
 
 def _prepare_run_dir(cfg: RunConfig, resume: bool, console: Console) -> list[Path]:

@@ -1,4 +1,5 @@
-"""What a run records: metrics.jsonl (one JSON object per log event), TensorBoard events, loss.png.
+"""What a run records: metrics.jsonl (one JSON object per log event), TensorBoard events, loss.png, and
+the same metrics in MLflow when output.report_to names it (tracking.py).
 
 tensorboard --logdir runs/quickstart/tensorboard
 """
@@ -7,11 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chattune.train.tracking import MlflowRun
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path, *, tensorboard: bool, resume_step: int | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool,
+        resume_step: int | None = None,
+        mlflow: MlflowRun | None = None,
+    ):
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.is_file():
             # Steps after the checkpoint will be trained again: drop their old records.
@@ -24,6 +35,7 @@ class MetricsLog:
         elif self.path.exists():
             self.path.unlink()
         self.writer = None
+        self.mlflow = mlflow
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -35,6 +47,8 @@ class MetricsLog:
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(f"{split}/{key}", value, step)
+        if self.mlflow is not None:
+            self.mlflow.log(step, split, values)
 
     def close(self) -> None:
         if self.writer is not None:

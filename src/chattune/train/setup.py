@@ -5,10 +5,12 @@ Kept apart from the loop so `validate` can check a config and its data without l
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -78,6 +80,33 @@ class TokenizedData:
     train_stats: TokenizeStats
     val_stats: TokenizeStats
     system_prompt: str | None  # the most common system prompt in training, for chat defaults
+    # "file:line" -> a hash of the record, for every conversation read: tells a resumed run whether its
+    # data changed since the checkpoints were written, and where
+    records: dict[str, str] = field(default_factory=dict)
+
+
+def record_hashes(conversations: list[Conversation]) -> dict[str, str]:
+    return {
+        conv.source or f"#{i}": hashlib.sha256(
+            json.dumps(conv.to_openai(), sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()[:16]
+        for i, conv in enumerate(conversations)
+    }
+
+
+def data_changes(before: dict[str, str], now: dict[str, str]) -> str | None:
+    """One line naming the first record that differs and how many do, or None when nothing changed."""
+    changed = [k for k in before if k in now and before[k] != now[k]]
+    removed = [k for k in before if k not in now]
+    added = [k for k in now if k not in before]
+    if not (changed or removed or added):
+        return None
+    first = (changed or removed or added)[0]
+    what = "changed" if changed else "is gone" if removed else "is new"
+    return (
+        f"{first} {what} since the run started ({len(changed)} record(s) changed, {len(added)} added, "
+        f"{len(removed)} removed)"
+    )
 
 
 def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> TokenizedData:
@@ -93,7 +122,8 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
         c.messages[0].content for c in train_convs if c.messages and c.messages[0].role == "system"
     )
     system_prompt = systems.most_common(1)[0][0] if systems else None
-    return TokenizedData(train, val, train_stats, val_stats, system_prompt)
+    records = record_hashes(train_convs + val_convs)
+    return TokenizedData(train, val, train_stats, val_stats, system_prompt, records)
 
 
 def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tuple[RunConfig, list[Choice]]:
