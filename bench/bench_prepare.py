@@ -145,8 +145,8 @@ def main() -> None:
 
         tokenizer = load_tokenizer(ModelConfig())
     else:
-        sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-        from conftest import build_tiny_tokenizer
+        sys.path.insert(0, str(Path(__file__).parents[1]))  # the checkout, for tests.helpers
+        from tests.helpers import build_tiny_tokenizer
 
         tokenizer = build_tiny_tokenizer()
 

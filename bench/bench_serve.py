@@ -83,10 +83,10 @@ def main() -> None:
 
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.helpers
     from chattune.model import load_for_inference
     from chattune.serve import ServeConfig, create_app
-    from conftest import serve_in_thread
+    from tests.helpers import serve_in_thread
 
     model, tokenizer, _ = load_for_inference(args.model)
     cfg = ServeConfig(**({"max_batch": args.max_batch} if args.max_batch else {}))
