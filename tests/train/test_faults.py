@@ -325,11 +325,11 @@ def test_two_processes_match_one_and_resume_exactly(tiny_model_dir, train_file, 
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
 
-    def train(name, nproc, batch, steps, *extra):
+    def train(name, nproc, batch, steps, *extra, more_env=None):
         args = [str(cfg_file), f"output.name={name}", f"train.batch_size={batch}", f"train.max_steps={steps}"]
         done = subprocess.run(
             [sys.executable, "-m", "chattune", "train", *args, "--nproc", str(nproc), *extra],
-            env=env,
+            env=env | (more_env or {}),
             capture_output=True,
             text=True,
         )
@@ -347,7 +347,9 @@ def test_two_processes_match_one_and_resume_exactly(tiny_model_dir, train_file, 
     train("one", 1, 4, 6)
     train("two", 2, 2, 6)
     assert losses("two") == pytest.approx(losses("one"), rel=1e-4)
-    train("resumed", 2, 2, 3)
+    # an FSDP launch config on CPU: accelerate quietly runs DDP instead; chattune says so
+    asked_fsdp = train("resumed", 2, 2, 3, more_env={"ACCELERATE_USE_FSDP": "true"})
+    assert "asks for FSDP, but accelerate runs it only on GPUs" in " ".join(asked_fsdp.stdout.split())
     out = train("resumed", 2, 2, 6, "--resume")
     assert "step-000003" in out.stdout
     ref, got = weights("two"), weights("resumed")

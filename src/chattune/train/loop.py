@@ -61,6 +61,7 @@ from chattune.train.setup import (
     tokenize_data,
 )
 from chattune.train.setup import total_steps as run_total_steps
+from chattune.train.sharding import full_optimizer_state, load_optimizer_state
 from chattune.train.status import write_status
 from chattune.train.tracking import MlflowRun
 from chattune.train.validation import loss_sums, metrics_from_sums
@@ -171,9 +172,16 @@ def run(
     loss_module = SupervisedLoss(model, own_head=bool(kernels))
     optimizer = _optimizer(model, cfg.train)
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
+    sharding = _sharding(accelerator, console if main else None)
     state = ckpt.TrainState()
     if resume_from is not None:
-        optimizer.load_state_dict(ckpt.load_optimizer_state(resume_from))
+        if sharding != "deepspeed":
+            load_optimizer_state(
+                loss_module,
+                _torch_optimizer(optimizer),
+                ckpt.load_optimizer_state(resume_from),
+                sharded=sharding == "fsdp",
+            )
         state = ckpt.load_state(resume_from)
         ckpt.restore_rng(resume_from)
         console.print(f"resuming from {resume_from} (step {state.step})")
@@ -569,10 +577,15 @@ def _save_checkpoint(
     state: ckpt.TrainState,
 ) -> None:
     """Every process calls this: under FSDP and DeepSpeed ZeRO-3 gathering the full state dict is a
-    collective (a rank-0-only call would hang); the main process then writes it."""
+    collective (a rank-0-only call would hang), as is gathering FSDP's sharded optimizer state; the main
+    process then writes them."""
+    from accelerate.utils import DistributedType
+
     model = accelerator.unwrap_model(loss_module).model
     state_dict = {k.removeprefix("model."): v for k, v in accelerator.get_state_dict(loss_module).items()}
-    optimizer_state = optimizer.state_dict()
+    optimizer_state = full_optimizer_state(
+        loss_module, _torch_optimizer(optimizer), sharded=accelerator.distributed_type == DistributedType.FSDP
+    )
     if not accelerator.is_main_process:
         return
     bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -598,6 +611,37 @@ def _save_checkpoint(
     )
     best = ckpt.checkpoint_dir(root, state.best_step) if state.best_step is not None else None
     ckpt.prune(root, cfg.output.keep_last, protect=best)
+
+
+def _sharding(accelerator: Accelerator, console: Console | None) -> str:
+    """ "fsdp", "deepspeed" or "none", saying where a launch config asked for sharding it does not get."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    kind = {DistributedType.FSDP: "fsdp", DistributedType.DEEPSPEED: "deepspeed"}.get(
+        accelerator.distributed_type, "none"
+    )
+    asked = [n for n in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{n}", "").lower() == "true"]
+    if console and asked and kind == "none":
+        console.print(
+            f"[yellow]warning[/]: the launch config asks for {asked[0]}, but accelerate runs it only on GPUs: "
+            f"these {accelerator.num_processes} process(es) train data-parallel (DDP), each with a full copy",
+            highlight=False,
+        )
+    if console and kind == "deepspeed":
+        console.print(
+            "[yellow]warning[/]: DeepSpeed ZeRO partitions the optimizer state; chattune's checkpoints keep the "
+            "full weights but not that state, so --resume restarts the optimizer (FSDP resumes exactly)",
+            highlight=False,
+        )
+    return kind
+
+
+def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer inside accelerate's wrapper (torch.distributed's state-dict helpers need it)."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return inner if isinstance(inner, torch.optim.Optimizer) else optimizer
 
 
 def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | None) -> Path:
