@@ -84,9 +84,10 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.helpers
+    from tests.helpers import serve_in_thread
+
     from chattune.model import load_for_inference
     from chattune.serve import ServeConfig, create_app
-    from tests.helpers import serve_in_thread
 
     model, tokenizer, _ = load_for_inference(args.model)
     cfg = ServeConfig(**({"max_batch": args.max_batch} if args.max_batch else {}))
