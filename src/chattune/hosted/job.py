@@ -297,6 +297,10 @@ def follow(client: OpenAI, cfg: RunConfig, state: dict[str, Any], console: Conso
         result = HostedResult(run_dir, job_id, state.get("status", "running"))
         console.print(f"[yellow]{result.summary()}[/]")
         return result
+    except Exception:
+        if tracker:
+            tracker.end("FAILED")
+        raise
     finally:
         metrics_log.close()
 

@@ -242,7 +242,7 @@ def run(
         return metrics
 
     def save() -> None:
-        _save_checkpoint(accelerator, loss_module, optimizer, tokenizer, cfg, state)
+        _save_checkpoint(accelerator, loss_module, optimizer, tokenizer, cfg, state, sharding == "fsdp")
         accelerator.wait_for_everyone()
 
     # ---- train ------------------------------------------------------------------------------------
@@ -575,17 +575,14 @@ def _save_checkpoint(
     tokenizer: PreTrainedTokenizerBase,
     cfg: RunConfig,
     state: ckpt.TrainState,
+    fsdp: bool,
 ) -> None:
     """Every process calls this: under FSDP and DeepSpeed ZeRO-3 gathering the full state dict is a
     collective (a rank-0-only call would hang), as is gathering FSDP's sharded optimizer state; the main
     process then writes them."""
-    from accelerate.utils import DistributedType
-
     model = accelerator.unwrap_model(loss_module).model
     state_dict = {k.removeprefix("model."): v for k, v in accelerator.get_state_dict(loss_module).items()}
-    optimizer_state = full_optimizer_state(
-        loss_module, _torch_optimizer(optimizer), sharded=accelerator.distributed_type == DistributedType.FSDP
-    )
+    optimizer_state = full_optimizer_state(loss_module, _torch_optimizer(optimizer), sharded=fsdp)
     if not accelerator.is_main_process:
         return
     bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
