@@ -9,6 +9,7 @@ Plain helpers (write_jsonl, tiny_run_config, serve_in_thread, OpenAIStub...) are
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tests.helpers import build_tiny_tokenizer, support_conversations, write_jsonl  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps one precision per process, and chattune gives every training its own process;
+    tests train many times in one, so each test ends by clearing accelerate's state (accelerate's own
+    tests do the same with this private helper). The process group, if any, is kept."""
+    yield
+    if "accelerate.state" in sys.modules:
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()
 
 
 @pytest.fixture(scope="session")

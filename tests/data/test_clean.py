@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from chattune.config.prepare import DedupeConfig, NoiseConfig, PiiConfig, TextConfig
 from chattune.data.clean import drop_empty_turns, fix_text, noise_reason, truncate_front
+from chattune.data.conversation import Message, check_record
 from chattune.data.dedupe import DuplicateFinder
 from chattune.data.glossary import Glossary
 from chattune.data.pii import luhn_ok, redact
-from chattune.data.validate import check_record, openai_estimate, token_stats
+from chattune.data.validate import openai_estimate, token_stats
 
 
 def msgs(*pairs):
-    return [{"role": r, "content": c} for r, c in pairs]
+    return [Message(role=r, content=c) for r, c in pairs]
 
 
 def test_fix_text_repairs_and_leaves_code_alone():

@@ -176,7 +176,8 @@ def test_weights_and_split_are_seeded_and_stratified(tmp_path, tiny_tokenizer):
 def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, tiny_tokenizer, monkeypatch):
     """The messy set is smaller than one chunk; here records stream through forked workers in chunks
     of 3 and every file must be byte-identical to the one-process run."""
-    from chattune.data import parallel, prepare
+    from chattune.data import parallel
+    from chattune.data.prepare import pipeline
 
     root = tmp_path / "messy"
     build_messy.build(root)
@@ -187,7 +188,7 @@ def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, tiny_to
         max_length=512,
     )
     monkeypatch.setattr(parallel, "MAX_WORKERS", 8)
-    monkeypatch.setattr(prepare, "CHUNK", 3)
+    monkeypatch.setattr(pipeline, "CHUNK", 3)
     monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)
     calls = []
     real_pool = parallel.multiprocessing.get_context("fork").Pool

@@ -124,3 +124,48 @@ def test_a_record_the_chat_template_refuses_is_named_by_file_and_line(tiny_token
     write_jsonl(path, [good, good, bad])
     with pytest.raises(DataError, match=rf"^{path}:3: cannot be tokenised: TemplateError: no BOOM here$"):
         tokenize_conversations(read_jsonl(path), tok, max_length=64)
+
+
+def test_reused_layouts_render_exactly_what_the_template_renders(tiny_tokenizer):
+    """Data prepare fills each sequence of roles' layout instead of running jinja; every rendering,
+    prefixes with the generation prompt included, must be the template's own text."""
+    from chattune.data.tokenize import ChatRenderer
+
+    exact, fast = ChatRenderer(tiny_tokenizer), ChatRenderer(tiny_tokenizer, reuse_layouts=True)
+    assert fast.reuse_layouts
+    convs = [
+        C,
+        conv(("user", "  padded {{ braces }} \n"), ("assistant", "<|im_end|> inside\ttext ")),
+        conv(("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")),
+    ]
+    for c in convs * 40:  # past CHECK_EVERY, so the periodic check runs too
+        messages = c.as_dicts()
+        for i in range(1, len(messages) + 1):
+            for gen in (False, True):
+                assert fast(messages[:i], gen) == exact(messages[:i], gen)
+    assert fast.reuse_layouts  # nothing differed
+    assert render_segments(C, tiny_tokenizer, fast) == render_segments(C, tiny_tokenizer, exact)
+
+
+def test_a_template_that_changes_contents_gets_no_layouts(tiny_tokenizer):
+    """A template that trims contents fails the start-up probe; one that rewrites a word the probe
+    lacks is caught at the first render that differs, and from then on jinja renders everything."""
+    from chattune.data.tokenize import ChatRenderer
+
+    def with_template(template: str):
+        tok = copy.deepcopy(tiny_tokenizer)
+        tok.chat_template = template
+        return tok
+
+    loop = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ CONTENT }}<|im_end|>\n{% endfor %}"
+    trims = with_template(loop.replace("CONTENT", "m['content'] | trim"))
+    assert not ChatRenderer(trims, reuse_layouts=True).reuse_layouts
+
+    rewrites = with_template(loop.replace("CONTENT", "m['content'] | replace('kettle', 'KETTLE')"))
+    fast = ChatRenderer(rewrites, reuse_layouts=True)
+    assert fast.reuse_layouts
+    plain = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert fast(plain) == ChatRenderer(rewrites)(plain)
+    for _ in range(ChatRenderer.CHECK_EVERY):
+        text = fast([{"role": "user", "content": "my kettle"}, {"role": "assistant", "content": "ok"}])
+    assert "KETTLE" in text and not fast.reuse_layouts

@@ -13,8 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from chattune.cli import app
-from chattune.data.conversation import parse_openai_record, read_jsonl
-from chattune.data.validate import check_record
+from chattune.data.conversation import check_record, parse_openai_record, read_jsonl
 from chattune.errors import ConfigError
 from chattune.evaluate.suite import load_suites
 from chattune.scenarios import CATEGORIES, build, load_spec

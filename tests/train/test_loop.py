@@ -159,6 +159,17 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_model_dir, train_fi
         run(cfg)
 
 
+def test_a_second_precision_in_one_process_is_a_clear_error(tiny_model_dir, train_file, tmp_path):
+    """accelerate keeps one precision per process; chattune no longer resets its private state, so a
+    second run in another precision (a notebook, say) gets a one-line error saying what to do."""
+    from accelerate import Accelerator
+
+    Accelerator(mixed_precision="bf16")  # an earlier run in this process
+    cfg = config(tiny_model_dir, train_file, tmp_path, "train.max_steps=1", "train.precision=fp32")
+    with pytest.raises(ChattuneError, match="train.precision=fp32 in a new process"):
+        run(cfg)
+
+
 def test_nothing_to_train_is_a_clear_error(tiny_model_dir, tmp_path):
     f = write_jsonl(
         tmp_path / "t.jsonl",

@@ -4,20 +4,21 @@
     reason = noise_reason(messages, cfg.noise)      # "too_short", "junk", "repetitive" or None
     lang = detect_language(messages)                # "en", "de", ... (py3langid, offline)
 
-Each function is pure and works on plain `{"role", "content"}` dicts; `prepare.py` decides the order,
+Each function is pure and works on a conversation's `Message`s; `data/prepare/` decides the order,
 records what changed in the ledger and counts it. Code spans and URLs are never rewritten.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
 from chattune.config.prepare import NoiseConfig, ScopeConfig, TextConfig
+from chattune.data.conversation import Message
 
 # Fenced code, inline code and URLs: HTML conversion and glossary terms must leave them alone.
 PROTECTED_RE = re.compile(
@@ -130,14 +131,14 @@ def html_to_text(fragment: str) -> str:
     return lead + BLANK_LINES_RE.sub("\n\n", soup.get_text()).strip() + trail
 
 
-def is_empty(msg: dict[str, Any]) -> bool:
-    return not msg["content"].strip()
+def is_empty(msg: Message) -> bool:
+    return not msg.content.strip()
 
 
-def drop_empty_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def drop_empty_turns(messages: Sequence[Message]) -> list[Message]:
     """Remove empty system messages, and each empty user/assistant turn together with its partner turn,
     so that roles still alternate."""
-    out: list[dict[str, Any]] = []
+    out: list[Message] = []
     skip_next = False
     for i, m in enumerate(messages):
         if skip_next:
@@ -145,19 +146,19 @@ def drop_empty_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         if not is_empty(m):
             out.append(m)
-        elif m["role"] == "user":
-            skip_next = i + 1 < len(messages) and messages[i + 1]["role"] == "assistant"
-        elif m["role"] == "assistant" and out and out[-1]["role"] == "user":
+        elif m.role == "user":
+            skip_next = i + 1 < len(messages) and messages[i + 1].role == "assistant"
+        elif m.role == "assistant" and out and out[-1].role == "user":
             out.pop()
     return out
 
 
-def noise_reason(messages: list[dict[str, Any]], cfg: NoiseConfig) -> tuple[str, str] | None:
+def noise_reason(messages: Sequence[Message], cfg: NoiseConfig) -> tuple[str, str] | None:
     """(reason, detail) when the conversation is junk, else None."""
-    answer = "".join(m["content"] for m in messages if m["role"] == "assistant")
+    answer = "".join(m.content for m in messages if m.role == "assistant")
     if len(answer.strip()) < cfg.min_chars:
         return "too_short", f"assistant text has {len(answer.strip())} characters (min_chars {cfg.min_chars})"
-    text = "".join(m["content"] for m in messages)
+    text = "".join(m.content for m in messages)
     # Counted with regex substitution (C) rather than a per-character generator: ~10x faster.
     visible = len(SPACE_RE.sub("", text))
     if visible:
@@ -168,7 +169,7 @@ def noise_reason(messages: list[dict[str, Any]], cfg: NoiseConfig) -> tuple[str,
                 f"{ratio:.0%} of characters are letters or digits (min_alpha_ratio {cfg.min_alpha_ratio})",
             )
     for i, m in enumerate(messages):
-        share = repetition(m["content"])
+        share = repetition(m.content)
         if share > cfg.max_repetition:
             return (
                 "repetitive",
@@ -186,11 +187,11 @@ def repetition(text: str, n: int = 3, min_words: int = 20) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-def language_text(messages: list[dict[str, Any]], limit: int = 150) -> str:
+def language_text(messages: Sequence[Message], limit: int = 150) -> str:
     """The text language is judged on: user and assistant turns, first `limit` characters of each role.
     (py3langid's cost grows with length; 300 characters identify a language reliably.)"""
-    users = " ".join(m["content"] for m in messages if m["role"] == "user")[:limit]
-    answers = " ".join(m["content"] for m in messages if m["role"] == "assistant")[:limit]
+    users = " ".join(m.content for m in messages if m.role == "user")[:limit]
+    answers = " ".join(m.content for m in messages if m.role == "assistant")[:limit]
     return PROTECTED_RE.sub(" ", f"{users}\n{answers}")
 
 
@@ -201,7 +202,7 @@ def _identifier() -> Any:
     return LanguageIdentifier.from_model_file(MODEL_FILE)
 
 
-def detect_language(messages: list[dict[str, Any]], min_chars: int) -> str:
+def detect_language(messages: Sequence[Message], min_chars: int) -> str:
     """ISO 639-1 code of the conversation's language, or "und" when the text is too short to tell."""
     text = language_text(messages)
     if len(NOT_LETTER_RE.sub("", text)) < min_chars:
@@ -220,10 +221,10 @@ def keyword_pattern(keywords: list[str]) -> re.Pattern[str] | None:
 _PLACEHOLDER_RE = re.compile(r"\[(?:EMAIL|PHONE|CREDIT_CARD|IP|URL)\]")
 
 
-def scope_text(messages: list[dict[str, Any]], limit: int = 600) -> str:
+def scope_text(messages: Sequence[Message], limit: int = 600) -> str:
     """What scope is judged on: user and assistant text without PII placeholders (600 characters are
     ~128 MiniLM tokens, the length it embeds)."""
-    text = "\n".join(m["content"] for m in messages if m["role"] in ("user", "assistant"))
+    text = "\n".join(m.content for m in messages if m.role in ("user", "assistant"))
     return _PLACEHOLDER_RE.sub("", text)[:limit]
 
 
@@ -389,19 +390,19 @@ class ScopeScorer:
 
 
 def truncate_front(
-    messages: list[dict[str, Any]], msg_tokens: list[int], overhead: float, limit: float
-) -> list[dict[str, Any]] | None:
+    messages: Sequence[Message], msg_tokens: list[int], overhead: float, limit: float
+) -> list[Message] | None:
     """Drop whole turns from the front (after the system prompt) until the estimated token count is within
     `limit`. The kept part starts on a user turn and always ends with the final exchange; None if even
     that is too long (the final assistant turn is never cut)."""
-    head = 1 if messages and messages[0]["role"] == "system" else 0
+    head = 1 if messages and messages[0].role == "system" else 0
     cost = [t + overhead for t in msg_tokens]
     total = sum(cost)
     # Starting points to try: each user turn after the head, earliest first (keeps the most context).
     for start in range(head + 1, len(messages)):
-        if messages[start]["role"] != "user":
+        if messages[start].role != "user":
             continue
         kept = sum(cost[:head]) + sum(cost[start:])
         if kept <= limit and kept < total:
-            return messages[:head] + messages[start:]
+            return [*messages[:head], *messages[start:]]
     return None

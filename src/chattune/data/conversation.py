@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,7 +70,14 @@ class Conversation(BaseModel):
 
     def to_openai(self, *, with_meta: bool = True) -> dict[str, Any]:
         """The JSON object for one line of an OpenAI-format JSONL file."""
-        out: dict[str, Any] = {"messages": [m.model_dump(exclude_none=True) for m in self.messages]}
+        # built by hand: model_dump costs ~5x more, and data prepare writes millions of these
+        messages = [
+            {"role": m.role, "content": m.content}
+            if m.weight is None
+            else {"role": m.role, "content": m.content, "weight": m.weight}
+            for m in self.messages
+        ]
+        out: dict[str, Any] = {"messages": messages}
         if with_meta and self.meta:
             out["meta"] = self.meta
         return out
@@ -78,40 +87,159 @@ class Conversation(BaseModel):
         return [{"role": m.role, "content": m.content} for m in self.messages]
 
 
-def parse_openai_record(obj: Any, *, file: str | None = None, line: int | None = None) -> Conversation:
-    """Turn one decoded JSON value into a Conversation, or raise a DataError naming the field."""
+MESSAGE_KEYS = frozenset({"role", "content", "weight"})
+# Problems that make a record unusable, as OpenAI's data-prep cookbook counts them; the first one found
+# is the record's drop reason. The reader's own (invalid_utf8, invalid_json, malformed_row) come first.
+FATAL = (
+    "invalid_utf8",
+    "invalid_json",
+    "malformed_row",
+    "not_an_object",
+    "missing_messages",
+    "message_not_object",
+    "missing_role",
+    "missing_content",
+    "unknown_role",
+    "invalid_weight",
+    "invalid_meta",
+    "system_not_first",
+    "consecutive_same_role",
+    "no_assistant",
+)
+# What the strict reader (training, evaluation suites) refuses: a record that is not this format at all.
+# The order of the roles is left to `chattune data prepare` and the chat template.
+SHAPE_ERRORS = frozenset(FATAL[3:11])
+
+
+@dataclass
+class Checked:
+    """What `check_record` found: the conversation (None when the record is not one), every problem
+    category, the fixes made, and the first fatal problem with the field it is in."""
+
+    conversation: Conversation | None = None
+    categories: list[str] = dc_field(default_factory=list)  # every problem found, fatal or not
+    fixes: list[str] = dc_field(default_factory=list)
+    reason: str | None = None  # the first fatal category, when the record must be dropped
+    message: str = ""
+    field: str | None = None  # e.g. "messages[2].role"
+
+    @property
+    def detail(self) -> str:
+        return f"{self.message} (field {self.field})" if self.field else self.message
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.conversation.to_openai()["messages"] if self.conversation is not None else []
+
+    def fail(self, category: str, message: str, field: str | None = None) -> Checked:
+        self.categories.append(category)
+        if self.reason is None:
+            self.reason, self.message, self.field = category, message, field
+        return self
+
+
+def check_record(obj: Any, *, repair: bool = True) -> Checked:
+    """Validate one decoded OpenAI-format record: the one validator, for the lenient and the strict path.
+
+    With `repair` (data prepare, uploads) what can be mended is, and counted as a fix: speaker names
+    other tools write (`human`, `bot`, `GPT`) mapped to roles, content given as text parts joined,
+    unknown message keys stripped, a trailing user turn trimmed, other top-level scalars kept in meta.
+    Without it (`parse_openai_record`) the record must already be in the format.
+    """
+    out = Checked()
     if not isinstance(obj, dict):
-        raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=file, line=line)
-    messages = obj.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise DataError("missing or empty 'messages' list", file=file, line=line, field="messages")
-    parsed = []
-    for i, m in enumerate(messages):
-        field = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise DataError("message is not an object", file=file, line=line, field=field)
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES:
-            raise DataError(
-                f"unknown role {role!r} (expected one of {', '.join(ROLES)})",
-                file=file,
-                line=line,
-                field=f"{field}.role",
-            )
-        if not isinstance(content, str):
-            raise DataError(
-                "content is missing or not a string", file=file, line=line, field=f"{field}.content"
-            )
-        weight = m.get("weight")
-        if weight not in (None, 0, 1):
-            raise DataError(
-                f"weight must be 0 or 1, got {weight!r}", file=file, line=line, field=f"{field}.weight"
-            )
-        parsed.append(Message(role=role, content=content, weight=weight))
+        return out.fail("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    raw_messages = obj.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        return out.fail("missing_messages", "missing or empty 'messages' list", "messages")
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
-        raise DataError("'meta' must be an object", file=file, line=line, field="meta")
-    return Conversation(messages=parsed, meta=meta)
+        if not repair:
+            return out.fail("invalid_meta", "'meta' must be an object", "meta")
+        out.categories.append("invalid_meta")
+        out.fixes.append("dropped_meta")
+        meta = {}
+    meta = dict(meta)
+    if repair:  # provenance such as an id or a source tag, kept rather than lost
+        meta.update({k: v for k, v in obj.items() if k not in ("messages", "meta") and _is_scalar(v)})
+    messages: list[dict[str, Any]] = []
+    stripped = aliased = False
+    for i, m in enumerate(raw_messages):
+        at = f"messages[{i}]"
+        if not isinstance(m, dict):
+            out.fail("message_not_object", "message is not an object", at)
+            continue
+        stripped |= bool(set(m) - MESSAGE_KEYS)
+        role, content = m.get("role"), m.get("content")
+        if repair and isinstance(role, str) and role not in ROLES and role.strip().lower() in ROLE_ALIASES:
+            role, aliased = ROLE_ALIASES[role.strip().lower()], True
+        if role is None:
+            out.fail("missing_role", "message has no role", f"{at}.role")
+        elif role not in ROLES:
+            out.fail(
+                "unknown_role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})", f"{at}.role"
+            )
+        if repair and content is not None and not isinstance(content, str):
+            content = _text_parts(content)
+        if not isinstance(content, str):
+            out.fail("missing_content", "content is missing or not text", f"{at}.content")
+        elif not content.strip():
+            out.categories.append("empty_content")
+        weight = m.get("weight")
+        if weight not in (None, 0, 1):
+            out.fail("invalid_weight", f"weight must be 0 or 1, got {weight!r}", f"{at}.weight")
+        messages.append({"role": role, "content": content, "weight": weight})
+    if stripped and repair:
+        out.categories.append("unrecognised_keys")
+        out.fixes.append("stripped_keys")
+    if aliased:
+        out.categories.append("role_alias")
+        out.fixes.append("role_alias")
+    if out.reason:
+        return out
+    roles = [m["role"] for m in messages]
+    if "system" in roles[1:]:
+        out.fail("system_not_first", f"system message at position {roles.index('system', 1)}")
+    for i in range(1, len(roles)):
+        if roles[i] == roles[i - 1] and roles[i] in ("user", "assistant"):
+            out.fail("consecutive_same_role", f"two {roles[i]} messages in a row at {i - 1} and {i}")
+            break
+    if "assistant" not in roles:
+        out.fail("no_assistant", "no assistant message")
+    if roles[-1] == "user":
+        out.categories.append("ends_on_user")
+        if repair and not out.reason:
+            while messages and messages[-1]["role"] == "user":
+                messages.pop()
+            out.fixes.append("trimmed_trailing_user")
+    out.conversation = Conversation(messages=[Message(**m) for m in messages], meta=meta)
+    return out
+
+
+def parse_openai_record(obj: Any, *, file: str | None = None, line: int | None = None) -> Conversation:
+    """The strict reader's check: a Conversation, or a one-line DataError naming the file, line and field."""
+    checked = check_record(obj, repair=False)
+    if checked.conversation is None:
+        assert checked.reason in SHAPE_ERRORS
+        raise DataError(checked.message, file=file, line=line, field=checked.field)
+    return checked.conversation
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool) or v is None
+
+
+def _text_parts(content: Any) -> str | None:
+    """OpenAI's list-of-parts content ([{"type": "text", "text": ...}]) as plain text, else None."""
+    if (
+        isinstance(content, list)
+        and content
+        and all(isinstance(p, dict) and p.get("type") == "text" for p in content)
+    ):
+        texts = [p.get("text") for p in content]
+        if all(isinstance(t, str) for t in texts):
+            return "\n".join(texts)
+    return None
 
 
 def iter_json_lines(path: str | Path, *, what: str = "file") -> Iterator[tuple[int, Any]]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chattune.data import clean
+from chattune.data.conversation import Conversation, check_record
 from chattune.data.ingest import iter_source
-from chattune.data.prepare import Item, conversation_stats, measure_tokens
+from chattune.data.parallel import parallel_map_batches
+from chattune.data.prepare.stages import Measurer
 from chattune.data.results import Inspection
-from chattune.data.validate import check_record, openai_estimate, token_stats
+from chattune.data.validate import openai_estimate, token_stats
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -22,7 +24,7 @@ def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: 
 
     categories: Counter[str] = Counter()
     first_errors: dict[str, str] = {}
-    items: list[Item] = []
+    conversations: list[Conversation] = []
     n = 0
     reason: str | None  # the record's fatal problem, if any
     for rec in iter_source(SourceConfig(path=path)):
@@ -32,8 +34,8 @@ def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: 
         else:
             checked = check_record(rec.obj)
             found, reason, detail = checked.categories, checked.reason, checked.detail
-            if not reason:
-                items.append(Item(rec, checked.messages))
+            if not reason and checked.conversation is not None:
+                conversations.append(checked.conversation)
         found = rec.repairs + found
         categories.update(found)
         for cat in found:
@@ -41,20 +43,39 @@ def inspect_file(path: Path, tokenizer: PreTrainedTokenizerBase, *, max_length: 
                 cat, f"{rec.loc_kind} {rec.loc}: {detail if cat == reason else cat.replace('_', ' ')}"
             )
     # Empty turns would fail rendering in the same way training fails; keep them out of the token figures.
-    items = [it for it in items if not any(clean.is_empty(m) for m in it.messages if m["role"] != "system")]
-    measure_tokens(items, tokenizer, check=True)
-    failures = sum(not it.alive for it in items)
-    ok = [it for it in items if it.alive]
-    stats = conversation_stats([it.messages for it in ok], [it.tokens for it in ok], max_length)
-    epochs, billed = openai_estimate([it.tokens for it in ok])
+    conversations = [
+        c for c in conversations if not any(clean.is_empty(m) for m in c.messages if m.role != "system")
+    ]
+    measured = parallel_map_batches(Measurer(tokenizer), conversations)
+    ok = [
+        (c, tokens, trained)
+        for c, (tokens, trained, problem) in zip(conversations, measured, strict=True)
+        if not problem
+    ]
+    stats = conversation_stats([c for c, _, _ in ok], [t for _, t, _ in ok], max_length)
+    epochs, billed = openai_estimate([t for _, t, _ in ok])
     stats["openai"] = {"epochs": epochs, "billed_tokens": billed}
     return Inspection(
         path,
         n,
-        len(items),
+        len(conversations),
         categories,
         first_errors,
         stats,
-        failures,
-        token_stats([it.trained_tokens for it in ok]),
+        len(conversations) - len(ok),
+        token_stats([trained for _, _, trained in ok]),
     )
+
+
+def conversation_stats(
+    conversations: list[Conversation], tokens: list[int], max_length: int
+) -> dict[str, Any]:
+    roles = [{m.role for m in c.messages} for c in conversations]
+    return {
+        "messages_per_conversation": token_stats([len(c.messages) for c in conversations]),
+        "tokens_per_conversation": token_stats(tokens),
+        "over_max_length": sum(t > max_length for t in tokens),
+        "max_length": max_length,
+        "missing_system": sum("system" not in r for r in roles),
+        "missing_user": sum("user" not in r for r in roles),
+    }

@@ -1,43 +1,23 @@
-"""Structural validation the way OpenAI's data-prep cookbook counts it, plus token statistics.
+"""Figures about a data set the way OpenAI's data-prep cookbook gives them, and preference pairs.
 
-    result = check_record(obj)       # categories found, the messages to keep, and the fatal one if any
     stats = token_stats(tokens)      # min/max/mean/median/p5/p95
     epochs, billed = openai_estimate(lengths)
+    checked = check_preference_record(obj)
 
-Categories follow the cookbook ("How to format inputs to ChatGPT models" / chat fine-tuning data prep):
-not an object, missing messages, message missing role/content, unrecognised keys, unknown role, empty
-content, no assistant message; and a few it leaves to the API: ending on a user turn, consecutive
-same roles, system not first. Unrecognised keys are stripped and a trailing user turn is trimmed (both
-counted as fixes); the others are fatal. Empty content is counted here and handled by the noise step.
+A record's structure is checked by `conversation.check_record`, the one validator: its categories follow
+the cookbook (not an object, missing messages, message missing role/content, unrecognised keys, unknown
+role, empty content, no assistant message) plus a few it leaves to the API (ending on a user turn,
+consecutive same roles, system not first).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from chattune.data.conversation import ROLE_ALIASES, ROLES
-
-MESSAGE_KEYS = frozenset({"role", "content", "weight"})
-# Categories that make a record unusable; the first one found is the record's drop reason.
-FATAL = (
-    "invalid_utf8",
-    "invalid_json",
-    "malformed_row",
-    "not_an_object",
-    "missing_messages",
-    "message_not_object",
-    "missing_role",
-    "missing_content",
-    "unknown_role",
-    "invalid_weight",
-    "system_not_first",
-    "consecutive_same_role",
-    "no_assistant",
-)
+from chattune.data.conversation import Checked, Conversation, check_record
 
 # OpenAI's defaults from the cookbook: 3 epochs, scaled so that epochs * examples lands in [100, 25000].
 OPENAI_MAX_TOKENS_PER_EXAMPLE = 16385
@@ -46,109 +26,6 @@ OPENAI_MIN_TARGET_EXAMPLES = 100
 OPENAI_MAX_TARGET_EXAMPLES = 25000
 OPENAI_MIN_DEFAULT_EPOCHS = 1
 OPENAI_MAX_DEFAULT_EPOCHS = 25
-
-
-@dataclass
-class Checked:
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    categories: list[str] = field(default_factory=list)  # every problem found, fatal or not
-    fixes: list[str] = field(default_factory=list)
-    reason: str | None = None  # the fatal category, when the record must be dropped
-    detail: str = ""
-
-    def fail(self, category: str, detail: str) -> Checked:
-        self.categories.append(category)
-        if self.reason is None:
-            self.reason, self.detail = category, detail
-        return self
-
-
-def check_record(obj: Any) -> Checked:
-    """Validate one OpenAI-shaped record; returns the cleaned messages or the fatal reason."""
-    out = Checked()
-    if not isinstance(obj, dict):
-        return out.fail("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
-    messages = obj.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return out.fail("missing_messages", "missing or empty 'messages' list (field messages)")
-    meta = obj.get("meta")
-    out.meta = dict(meta) if isinstance(meta, dict) else {}
-    out.meta.update(
-        {k: v for k, v in obj.items() if k not in ("messages", "meta") and _is_jsonable_scalar(v)}
-    )
-    stripped = aliased = False
-    for i, m in enumerate(messages):
-        where = f"(field messages[{i}]"
-        if not isinstance(m, dict):
-            out.fail("message_not_object", f"message is not an object {where})")
-            continue
-        if set(m) - MESSAGE_KEYS:
-            stripped = True
-        role, content = m.get("role"), m.get("content")
-        if isinstance(role, str) and role not in ROLES and role.strip().lower() in ROLE_ALIASES:
-            role = ROLE_ALIASES[role.strip().lower()]
-            aliased = True
-        if role is None:
-            out.fail("missing_role", f"message has no role {where}.role)")
-        elif role not in ROLES:
-            out.fail("unknown_role", f"unknown role {role!r} {where}.role)")
-        if content is None:
-            out.fail("missing_content", f"message has no content {where}.content)")
-        elif not isinstance(content, str):
-            content = _text_parts(content)
-            if content is None:
-                out.fail("missing_content", f"content is not text {where}.content)")
-        elif not content.strip():
-            out.categories.append("empty_content")
-        weight = m.get("weight")
-        if weight not in (None, 0, 1):
-            out.fail("invalid_weight", f"weight must be 0 or 1, got {weight!r} {where}.weight)")
-        msg: dict[str, Any] = {"role": role, "content": content}
-        if weight is not None:
-            msg["weight"] = weight
-        out.messages.append(msg)
-    if stripped:
-        out.categories.append("unrecognised_keys")
-        out.fixes.append("stripped_keys")
-    if aliased:
-        out.categories.append("role_alias")
-        out.fixes.append("role_alias")
-    if out.reason:
-        return out
-    roles = [m["role"] for m in out.messages]
-    if "system" in roles[1:]:
-        out.fail("system_not_first", f"system message at position {roles.index('system', 1)}")
-    for i in range(1, len(roles)):
-        if roles[i] == roles[i - 1] and roles[i] in ("user", "assistant"):
-            out.fail("consecutive_same_role", f"two {roles[i]} messages in a row at {i - 1} and {i}")
-            break
-    if "assistant" not in roles:
-        out.fail("no_assistant", "no assistant message")
-    if roles[-1] == "user":
-        out.categories.append("ends_on_user")
-        if not out.reason:
-            while out.messages and out.messages[-1]["role"] == "user":
-                out.messages.pop()
-            out.fixes.append("trimmed_trailing_user")
-    return out
-
-
-def _is_jsonable_scalar(v: Any) -> bool:
-    return isinstance(v, str | int | float | bool) or v is None
-
-
-def _text_parts(content: Any) -> str | None:
-    """OpenAI's list-of-parts content ([{"type": "text", "text": ...}]) as plain text, else None."""
-    if (
-        isinstance(content, list)
-        and content
-        and all(isinstance(p, dict) and p.get("type") == "text" for p in content)
-    ):
-        texts = [p.get("text") for p in content]
-        if all(isinstance(t, str) for t in texts):
-            return "\n".join(texts)
-    return None
 
 
 def token_stats(values: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -202,7 +79,7 @@ def check_preference_record(obj: dict[str, Any]) -> Checked:
     prompt = obj.get("input")
     messages = prompt.get("messages") if isinstance(prompt, dict) else None
     if not isinstance(messages, list) or not messages:
-        return out.fail("missing_messages", "missing or empty prompt (field input.messages)")
+        return out.fail("missing_messages", "missing or empty prompt", "input.messages")
     for key in PREFERENCE_KEYS:
         answer = obj.get(key)
         if (
@@ -211,11 +88,12 @@ def check_preference_record(obj: dict[str, Any]) -> Checked:
             or not isinstance(answer[0], dict)
             or answer[0].get("role") != "assistant"
         ):
-            return out.fail("no_assistant", f"expected a list of one assistant message (field {key})")
+            return out.fail("no_assistant", "expected a list of one assistant message", key)
         checked = check_record({"messages": [*messages, *answer]})
         out.categories += [c for c in checked.categories if c not in out.categories]
         if checked.reason:
-            where = f"field input.messages+{key}"
-            return out.fail(checked.reason, checked.detail.replace("field messages", where))
-    out.messages = list(messages)
+            field = (checked.field or "").replace("messages", f"input.messages+{key}", 1) or None
+            return out.fail(checked.reason, checked.message, field)
+        assert checked.conversation is not None
+        out.conversation = out.conversation or Conversation(messages=checked.conversation.messages[:-1])
     return out

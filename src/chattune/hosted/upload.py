@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from chattune.data.validate import check_preference_record, check_record, is_preference_record
+from chattune.data.conversation import check_record
+from chattune.data.validate import check_preference_record, is_preference_record
 from chattune.errors import ChattuneError, DataError
 from chattune.hosted.client import api_errors
 

@@ -119,11 +119,19 @@ def run(
     console = console or Console()
     precision = resolve_precision(cfg.train.precision)
     mixed_precision = {"fp32": "no"}.get(precision, precision)
-    _forget_other_precision(mixed_precision)
     # accelerate takes a torchrun launch without CUDA for N independent single processes unless told
     # it is on CPU: each would then train alone on the same rows and write the same run directory.
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu)
+    try:
+        accelerator = Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu)
+    except ValueError as e:  # accelerate keeps one precision per process and refuses a second
+        if "already been initialized" not in str(e):
+            raise
+        raise ChattuneError(
+            f"this process has already trained in another precision, and accelerate keeps one per process: "
+            f"start train.precision={precision} in a new process (`chattune train`, sweep trials and dashboard "
+            "jobs each get their own)"
+        ) from e
     main = accelerator.is_main_process
     run_dir = cfg.run_dir
     candidates = _prepare_run_dir(cfg, resume, console) if main else []
@@ -481,16 +489,6 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
         eps=cfg.adam_epsilon,
         fused=fused,
     )
-
-
-def _forget_other_precision(mixed_precision: str) -> None:
-    """accelerate keeps one AcceleratorState per process and refuses an Accelerator with another
-    precision; a second run in the same process (tests, sweeps) may differ. The process group and
-    device (PartialState) are kept."""
-    from accelerate.state import AcceleratorState
-
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
-        AcceleratorState._reset_state()
 
 
 def _improved(value: float, best: float | None, greater_is_better: bool, min_delta: float) -> bool:
