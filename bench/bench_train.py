@@ -16,7 +16,7 @@ What it does, in one invocation:
 2. Checks the objective is the same: on one fixed batch of 8 conversations, the untrained model's loss
    computed by chattune (`validation_metrics`) and by TRL (`SFTTrainer.compute_loss`) must agree to
    1e-3 relative in fp32. Measures the machine's bf16 and fp32 matmul peak (for MFU).
-3. Runs chattune and each TRL configuration (padded, length-grouped, padding-free, packed; all bf16,
+3. Runs chattune and each TRL configuration (padded, length-grouped, padding-free, packed; all bf16 or all --precision fp32,
    fused AdamW, no gradient checkpointing) in its own subprocess, with the same batch size, max
    length, learning rate (constant), clipping and step count. Round 1 screens every TRL
    configuration; each further round (--repeats) runs chattune then TRL's best again: A/B/A/B.
@@ -288,6 +288,10 @@ def child_chattune(spec: dict[str, Any]) -> dict[str, Any]:
             "data.val_fraction=0",
             f"data.max_length={spec['max_length']}",
             f"train.method={'lora' if spec['lora'] else 'full'}",
+            # the engines are compared at the same hyperparameters: recipe auto would add gradient
+            # accumulation and rehearsal conversations that TRL's run does not have
+            "train.recipe=manual",
+            f"train.precision={spec.get('precision', 'bf16')}",
             f"train.batch_size={spec['batch_size']}",
             f"train.max_steps={spec['steps']}",
             f"train.learning_rate={spec['lr']}",
@@ -338,7 +342,7 @@ def _trl_trainer(
         "max_grad_norm": 1.0,
         "weight_decay": 0.0,
         "optim": "adamw_torch_fused",
-        "bf16": True,
+        "bf16": spec.get("precision", "bf16") == "bf16",
         "gradient_checkpointing": False,  # TRL's default is on: ~30% slower; off is its fastest setting
         "logging_steps": 1,
         "save_strategy": "no",
@@ -574,6 +578,12 @@ def main() -> None:
         "--lora", action="store_true", help="LoRA r=16, alpha 32, dropout 0.05 on every linear layer"
     )
     p.add_argument("--gpu", action="store_true", help="run on CUDA; adds TRL + Liger kernels")
+    p.add_argument(
+        "--precision",
+        choices=["bf16", "fp32"],
+        default="bf16",
+        help="both systems; fp32 on a CPU without native bf16 (no AVX512-BF16/AMX), where bf16 is emulated",
+    )
     cpu_configs = [c for c in TRL_CONFIGS if c != "liger"]
     p.add_argument(
         "--trl", default=",".join(cpu_configs), help=f"TRL configurations, from {','.join(cpu_configs)}"
@@ -638,6 +648,7 @@ def main() -> None:
             "lr": lr,
             "lora": a.lora,
             "gpu": a.gpu,
+            "precision": a.precision,
             "model": a.model,
             "pad_id": data["pad_id"],
             "overrides": CHATTUNE_DEFAULT["lora" if a.lora else "full"] if a.chattune is None else a.chattune,
@@ -673,7 +684,7 @@ def main() -> None:
                     runs.setdefault(name, []).append(figures)
     load = os.getloadavg()[0]  # includes this benchmark's own ~2
 
-    peak = peaks["bfloat16"]  # both systems train in bf16 autocast
+    peak = peaks["bfloat16" if a.precision == "bf16" else "float32"]  # both systems train at a.precision
     table = {name: summarise(rs, a.warmup, flops, peak) for name, rs in runs.items()}
     mode = "LoRA r=16" if a.lora else "full fine-tuning"
     print(
@@ -703,7 +714,7 @@ def main() -> None:
         f" (lowest TRL RSS: x{ours['peak_rss_gb'] / min(t['peak_rss_gb'] for n, t in table.items() if n != 'chattune'):.2f})"
     )
     print(
-        f"MFU counts {flops['per_token'] / 1e6:.0f} MFLOP per token + {flops['per_supervised'] / 1e6:.0f} per supervised token, against the bf16 matmul peak"
+        f"MFU counts {flops['per_token'] / 1e6:.0f} MFLOP per token + {flops['per_supervised'] / 1e6:.0f} per supervised token, against the {a.precision} matmul peak"
     )
     failures = []
     for name in table:
