@@ -169,3 +169,18 @@ def test_a_template_that_changes_contents_gets_no_layouts(tiny_tokenizer):
     for _ in range(ChatRenderer.CHECK_EVERY):
         text = fast([{"role": "user", "content": "my kettle"}, {"role": "assistant", "content": "ok"}])
     assert "KETTLE" in text and not fast.reuse_layouts
+
+
+def test_a_conversation_the_template_refuses_is_a_roundtrip_failure_not_a_crash(tiny_tokenizer):
+    """Templates raise on shapes they do not take (Llama's on unordered roles); data prepare then drops
+    that one record as roundtrip_failed and goes on with the rest."""
+    from chattune.data.prepare.stages import Measurer
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = tok.chat_template.replace(
+        "{%- for", "{% if messages | length > 4 %}{{ raise_exception('too long') }}{% endif %}{%- for", 1
+    )
+    short, long = conv(("user", "a"), ("assistant", "b")), C
+    (tokens, trained, ok), (_, _, refused) = Measurer(tok)([short, long])
+    assert tokens > trained > 0 and ok == ""
+    assert refused.startswith("the chat template refused it:") and "too long" in refused

@@ -117,11 +117,15 @@ class ChatRenderer:
             self._template = None
         self._layouts: dict[tuple[tuple[str, ...], bool], list[str] | None] = {}
         self._calls = 0
-        self.reuse_layouts = reuse_layouts and all(
-            self._filled(self._AWKWARD[:n], g) == self._render(self._AWKWARD[:n], g)
-            for n in (3, 5)
-            for g in (False, True)
-        )
+        try:
+            self.reuse_layouts = reuse_layouts and all(
+                self._filled(self._AWKWARD[:n], g) == self._render(self._AWKWARD[:n], g)
+                for n in (3, 5)
+                for g in (False, True)
+            )
+        except Exception:  # a template that refuses the probe's shape: jinja renders everything
+            self.reuse_layouts = False
+        self._layouts.clear()
 
     def _slow(self, messages: list[dict[str, str]], gen_prompt: bool) -> str:
         out = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)

@@ -60,6 +60,9 @@ class Measurer:
             except DataError as e:
                 problems[pos] = str(e)
                 continue
+            except Exception as e:  # the template refused this conversation (raise_exception): drop it
+                problems[pos] = f"the chat template refused it: {type(e).__name__}: {e}"
+                continue
             pieces += [(pos, text, trained) for text, trained in segments]
         ids = token_ids(self.tokenizer, [p[1] for p in pieces])
         total = [0] * len(batch)
