@@ -161,6 +161,9 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=400)
     p.add_argument("--trl", choices=["usual", "none"], default="usual")
     p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")
+    p.add_argument(
+        "--no-chattune", action="store_true", help="run TRL alone (its figures beside an earlier run)"
+    )
     p.add_argument("--tag", default="default", help="name of this configuration in the output")
     p.add_argument("--child-trl", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -179,7 +182,7 @@ def main() -> None:
         if not base_file.is_file():
             base_file.write_text(json.dumps(evaluate("embedded", ls)))
         base = json.loads(base_file.read_text())
-        trainers = [("chattune", lambda w=work: train_chattune(w, a.chattune))]
+        trainers = [] if a.no_chattune else [("chattune", lambda w=work: train_chattune(w, a.chattune))]
         if a.trl == "usual":
             trainers.append(("trl", lambda w=work: train_trl(w)))
         for name, train in trainers:
@@ -199,6 +202,7 @@ def main() -> None:
                 "general_kept": kept,
                 "base_general_right": len(base_right),
                 "base_heldout": base["overall"],
+                "general_lost": [ls.general[i]["question"] for i in base_right if not result["general"][i]],
             }
             rows.append(row)
             (work / f"{name}.json").write_text(json.dumps(row | {"samples": result["samples"]}, indent=2))

@@ -113,6 +113,7 @@ class ModelShape:
     heads: int
     vocab: int
     linear_dims: list[tuple[int, int]]  # (in, out) of every linear layer in one block, for LoRA sizes
+    embedding_params: int = 0  # token embeddings and output head (once when tied): train.freeze_embeddings
 
 
 def model_shape(cfg: RunConfig) -> ModelShape:
@@ -131,6 +132,11 @@ def model_shape(cfg: RunConfig) -> ModelShape:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
     params = sum(p.numel() for p in model.parameters())
+    tables = {
+        id(m.weight): m.weight.numel()
+        for m in (model.get_input_embeddings(), model.get_output_embeddings())
+        if m is not None
+    }
     layers = getattr(config, "num_hidden_layers", 1)
     first_block = next((m for n, m in model.named_modules() if n.endswith(".0") and "layers" in n), model)
     linear = [
@@ -143,6 +149,7 @@ def model_shape(cfg: RunConfig) -> ModelShape:
         getattr(config, "num_attention_heads", 1),
         config.vocab_size,
         linear,
+        sum(tables.values()),
     )
 
 
@@ -162,7 +169,8 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, method: str, precision: s
     grads: float
     optim: float
     if method == "full":
-        weights, grads, optim = 4 * p, 4 * p, 8 * p  # fp32 master weights, grads, AdamW m and v
+        trained = p - (shape.embedding_params if cfg.train.freeze_embeddings else 0)
+        weights, grads, optim = 4 * p, 4 * trained, 8 * trained  # fp32 master weights, grads, AdamW m and v
     elif method == "lora":
         weights, grads, optim = (
             (2 if half and accelerator_kind() != "cpu" else 4) * p + 4 * lora_params,

@@ -112,6 +112,40 @@ def test_full_fine_tune_lowers_loss_and_writes_every_artifact(
     assert any(not torch.equal(base[k], v) for k, v in saved.items())  # and they are not the base's
 
 
+def test_frozen_embeddings_keep_the_base_values_while_the_layers_learn(tiny_model_dir, train_file, tmp_path):
+    cfg = config(tiny_model_dir, train_file, tmp_path, "train.freeze_embeddings=true", "train.max_steps=4")
+    run(cfg)
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    tuned = load_file(str(cfg.run_dir / "final" / "model.safetensors"))
+    assert torch.equal(base["model.embed_tokens.weight"], tuned["model.embed_tokens.weight"])
+    assert not torch.equal(
+        base["model.layers.0.mlp.up_proj.weight"], tuned["model.layers.0.mlp.up_proj.weight"]
+    )
+
+
+def test_freezing_embeddings_freezes_an_untied_output_head_too(tiny_tokenizer, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from chattune.config import load_config
+    from chattune.train.setup import build_model
+
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            tie_word_embeddings=False,
+        )
+    ).save_pretrained(tmp_path / "untied")
+    tiny_tokenizer.save_pretrained(tmp_path / "untied")
+    cfg = load_config(None, [f"model.name={tmp_path / 'untied'}", "train.freeze_embeddings=true"])
+    model, _ = build_model(cfg)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"model.embed_tokens.weight", "lm_head.weight"}
+
+
 def test_lora_writes_adapter_and_merged_model(tiny_model_dir, train_file, tmp_path):
     from chattune.model import load_for_inference
 

@@ -27,7 +27,9 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
         "train.learning_rate",
         "train.warmup_ratio",
         "train.rehearsal",
+        "train.freeze_embeddings",
     }
+    assert cfg.train.freeze_embeddings
     assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two
     assert cfg.train.epochs == 2
     assert 1.5e-4 <= cfg.train.learning_rate <= 2.5e-4
@@ -44,15 +46,21 @@ def test_smaller_sets_get_more_epochs_and_larger_models_a_smaller_rate(tmp_path)
     assert small.train.epochs == 8 and large.train.epochs == 1
     big_model, _ = resolve_recipe(config(tmp_path), SUPPORT_SET, 1_700_000_000)
     assert big_model.train.learning_rate < 0.5 * small.train.learning_rate
-    lora, _ = resolve_recipe(config(tmp_path, overrides=["train.method=lora"]), SUPPORT_SET, 135_000_000)
+    lora, choices = resolve_recipe(
+        config(tmp_path, overrides=["train.method=lora"]), SUPPORT_SET, 135_000_000
+    )
     assert lora.train.learning_rate >= 5 * small.train.learning_rate
+    assert "train.freeze_embeddings" not in {c.key for c in choices}  # LoRA never trains them
 
 
 def test_keys_the_user_sets_win_and_manual_changes_nothing(tmp_path):
-    cfg = config(tmp_path, "train:\n  learning_rate: 5.0e-5\n", ["train.epochs=4"])
+    cfg = config(
+        tmp_path, "train:\n  learning_rate: 5.0e-5\n", ["train.epochs=4", "train.freeze_embeddings=false"]
+    )
     resolved, choices = resolve_recipe(cfg, SUPPORT_SET, 135_000_000)
     assert resolved.train.learning_rate == 5e-5 and resolved.train.epochs == 4
-    assert not {"train.learning_rate", "train.epochs"} & {c.key for c in choices}
+    assert not resolved.train.freeze_embeddings
+    assert not {"train.learning_rate", "train.epochs", "train.freeze_embeddings"} & {c.key for c in choices}
     manual = config(tmp_path, overrides=["train.recipe=manual"])
     same, choices = resolve_recipe(manual, SUPPORT_SET, 135_000_000)
     assert choices == [] and same.model_dump() == manual.model_dump()

@@ -128,6 +128,12 @@ class TrainConfig(Section):
         description="Stop training (with a checkpoint and final/) when this much time has passed; with "
         "recipe=auto, epochs are also fitted to it from a short throughput probe.",
     )
+    freeze_embeddings: bool = Field(
+        False,
+        description="Full fine-tuning: keep the token embeddings (and the output head, tied or not) as they are. "
+        "A small set then changes less of what the model knew, and steps are cheaper. recipe=auto turns it on "
+        "for full fine-tuning when unset (README, Recipe auto). LoRA never trains them.",
+    )
     rehearsal: float = Field(
         0.0,
         ge=0,
@@ -247,7 +253,15 @@ class OutputConfig(Section):
 
 # The keys train.recipe=auto may choose, per section (chattune/train/recipe.py); a key the user sets wins.
 RECIPE_KEYS: dict[str, tuple[str, ...]] = {
-    "train": ("epochs", "learning_rate", "batch_size", "grad_accum", "warmup_ratio", "rehearsal"),
+    "train": (
+        "epochs",
+        "learning_rate",
+        "batch_size",
+        "grad_accum",
+        "warmup_ratio",
+        "rehearsal",
+        "freeze_embeddings",
+    ),
     "data": ("max_length",),
 }
 

@@ -15,7 +15,9 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   so small sets get many small steps and large sets larger batches (up to 64);
 - learning rate: PEAK_LR for a 135M model, scaled by sqrt(135M / parameters) (larger models want
   smaller steps), x10 for LoRA (only the small adapter moves);
-- warm-up: 5% of the steps; cosine decay (the class default) to 0.
+- warm-up: 5% of the steps; cosine decay (the class default) to 0;
+- full fine-tuning keeps the token embeddings and output head frozen: on the benchmark's support sets
+  this kept more general answers and learned the domain as well or better (README, "Recipe auto").
 
 It is a pure function of the data shape and the model size, so `chattune validate` and `chattune train`
 agree, and a run resumed (or a config saved and loaded again) resolves to the same values.
@@ -130,6 +132,14 @@ def resolve_recipe(
         f"{PEAK_LR:g} for 135M parameters x sqrt(135M / {params / 1e6:,.0f}M)"
         + (f" x {LORA_LR_FACTOR:g} for LoRA" if lora else ""),
     )
+    if cfg.train.method == "full":
+        choose(
+            "train",
+            "freeze_embeddings",
+            True,
+            "the token embeddings and output head keep the base model's values: on the benchmark's support "
+            "sets the domain was learned as well, in ~10% less time and ~0.8 GB less memory",
+        )
     choose(
         "train",
         "rehearsal",
@@ -143,4 +153,8 @@ def resolve_recipe(
 
 def describe(choices: list[Choice]) -> list[str]:
     """One line per choice, for the console and the run's config.yaml."""
-    return [f"{c.key} = {c.value:g}: {c.why}" for c in choices]
+    return [f"{c.key} = {_shown(c.value)}: {c.why}" for c in choices]
+
+
+def _shown(value: float | int) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}"

@@ -181,6 +181,8 @@ def build_model(
     if method == "full":
         source = ModelSource(str(resume_from)) if resume_from else resolve_source(cfg.model.name)
         model = load_model(cfg.model, source, dtype=torch.float32)
+        if cfg.train.freeze_embeddings:
+            _freeze_embeddings(model)
     else:
         from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
@@ -216,6 +218,13 @@ def build_model(
     if cfg.train.compile:
         compile_layers(model)
     return model, kernels
+
+
+def _freeze_embeddings(model: PreTrainedModel) -> None:
+    """The input embeddings and the output head (one matrix when tied) keep the base model's values."""
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if module is not None:
+            module.weight.requires_grad_(False)
 
 
 def _store_frozen_linears_in_compute_dtype(model: PreTrainedModel, precision: str) -> int:
