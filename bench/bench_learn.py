@@ -16,6 +16,7 @@ unpacked, lr 1e-4 cosine, bf16, its defaults otherwise. Results go to bench/out/
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -178,7 +179,9 @@ def main() -> None:
         with (work / "train.jsonl").open("w") as f:
             for c in ls.train:
                 f.write(json.dumps(c) + "\n")
-        base_file = OUT / f"base-seed{seed}-n{a.n_train}.json"  # the base model's answers do not change
+        # The base model's answers do not change; the file is named by the questions they answered.
+        asked = json.dumps([it["messages"] for it in ls.test] + [g["question"] for g in ls.general])
+        base_file = OUT / f"base-seed{seed}-{hashlib.sha256(asked.encode()).hexdigest()[:12]}.json"
         if not base_file.is_file():
             base_file.write_text(json.dumps(evaluate("embedded", ls)))
         base = json.loads(base_file.read_text())

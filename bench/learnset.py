@@ -403,10 +403,97 @@ GENERAL = [
     ("What is the capital of the United Kingdom?", r"london"),
     ("How many sides does a triangle have?", r"\b(3|three)\b"),
     ("What is frozen water called?", r"\bice\b"),
+    ("What is the capital of Peru?", r"\blima\b"),
+    ("What is the capital of the United States?", r"washington"),
+    ("What is the capital of Ireland?", r"dublin"),
+    ("What is the capital of Norway?", r"oslo"),
+    ("What is the capital of Argentina?", r"buenos aires"),
+    ("What is the capital of South Korea?", r"seoul"),
+    ("What is the capital of Austria?", r"vienna"),
+    ("What is the capital of Poland?", r"warsaw"),
+    ("What is the capital of Turkey?", r"ankara"),
+    ("What is the capital of Thailand?", r"bangkok"),
+    ("How many minutes are in two hours?", r"\b120\b"),
+    ("How many seconds are in a minute?", r"\b(60|sixty)\b"),
+    ("How many days are in a leap year?", r"\b366\b"),
+    ("How many months have 31 days?", r"\b(7|seven)\b"),
+    ("How many legs does a dog have?", r"\b(4|four)\b"),
+    ("How many wings does a bird have?", r"\b(2|two)\b"),
+    ("How many sides does a pentagon have?", r"\b(5|five)\b"),
+    ("How many sides does an octagon have?", r"\b(8|eight)\b"),
+    ("How many planets are in our solar system?", r"\b(8|eight)\b"),
+    ("How many strings does a standard guitar have?", r"\b(6|six)\b"),
+    ("What is 3 plus 5?", r"\b(8|eight)\b"),
+    ("What is 6 times 7?", r"\b42\b"),
+    ("What is 20 minus 8?", r"\b12\b|twelve"),
+    ("What is 50 divided by 5?", r"\b10\b|\bten\b"),
+    ("What is the square root of 16?", r"\b(4|four)\b"),
+    ("Who wrote Pride and Prejudice?", r"austen"),
+    ("Who discovered penicillin?", r"fleming"),
+    ("Who was the first president of the United States?", r"washington"),
+    ("Who proposed the theory of evolution by natural selection?", r"darwin"),
+    ("Who composed the Fifth Symphony that begins da-da-da-dum?", r"beethoven"),
+    ("What is the chemical symbol for sodium?", r"\bna\b"),
+    ("What is the chemical symbol for carbon?", r"\bc\b"),
+    ("What gas do humans exhale?", r"carbon dioxide|co2|co₂"),
+    ("What is the largest bone in the human body?", r"femur|thigh"),
+    ("What part of the plant conducts photosynthesis?", r"lea(f|ves)|chloroplast"),
+    ("What force keeps us on the ground?", r"gravity|gravitation"),
+    ("What is the speed of light approximately in kilometers per second?", r"300[, ]?000|299[, ]?792"),
+    ("What is H2O commonly called?", r"water"),
+    ("What planet do we live on?", r"earth"),
+    ("What is the natural satellite of the Earth?", r"moon"),
+    ("What color are bananas when they are ripe?", r"yellow"),
+    ("What color is grass?", r"green"),
+    ("What color are most fire trucks?", r"red"),
+    ("What is the opposite of big?", r"small|little|tiny"),
+    ("What is the opposite of day?", r"night"),
+    ("What is the opposite of fast?", r"slow"),
+    ("What is the past tense of go?", r"\bwent\b"),
+    ("What is the plural of child?", r"children"),
+    ("What do you call a baby dog?", r"pupp(y|ies)"),
+    ("What do you call a baby cow?", r"calf|calves"),
+    ("What animal says moo?", r"\bcows?\b"),
+    ("What is the largest land animal?", r"elephant"),
+    ("Which bird is a symbol of peace?", r"dove"),
+    ("What animal is known for carrying its house on its back?", r"snail|turtle|tortoise"),
+    ("What do spiders spin?", r"web|silk"),
+    ("Which fruit is known for keeping the doctor away?", r"apple"),
+    ("What is the main ingredient in french fries?", r"potato"),
+    ("What is the main ingredient in an omelette?", r"\beggs?\b"),
+    ("What drink is made from coffee beans?", r"coffee"),
+    ("What is sushi traditionally wrapped in?", r"seaweed|nori"),
+    ("In which country is the Eiffel Tower?", r"france|paris"),
+    ("In which city is the Colosseum?", r"rome"),
+    ("In which country is the Great Wall?", r"china"),
+    ("In which country is the Taj Mahal?", r"india"),
+    ("On which continent is Egypt?", r"africa"),
+    ("What is the longest river in the world?", r"nile|amazon"),
+    ("What is the largest continent?", r"asia"),
+    ("What is the smallest continent?", r"australia|oceania"),
+    ("Which ocean is the coldest?", r"arctic|southern|antarctic"),
+    ("What is the coldest continent?", r"antarctica"),
+    ("What language is spoken in France?", r"french"),
+    ("What language is mainly spoken in Argentina?", r"spanish"),
+    ("What currency is used in the United States?", r"dollar"),
+    ("What currency is used in the United Kingdom?", r"pound|sterling"),
+    ("How many players are on a volleyball team on the court?", r"\b(6|six)\b"),
+    ("In which sport do you score a touchdown?", r"football"),
+    ("What instrument has 88 keys?", r"piano"),
+    ("What do you use to write on a blackboard?", r"chalk"),
+    ("What device do you use to take photographs?", r"camera"),
+    ("What season comes after winter?", r"spring"),
 ]
 
 
 def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
+    """A set of 400 is the reference shape. A smaller one is a stratified sample of it (every kind in the
+    same share); a larger one asks each training paraphrase n_train/400 times (with varied greetings)
+    and has n_train/400 times the multi-turn and behaviour conversations, so the shares stay the same.
+    The facts and the requests each kind draws from stay the same: a larger set is more of the same,
+    as 400 already is (it holds ~210 distinct conversations)."""
+    if not 1 <= n_train <= 4000:
+        raise ValueError(f"n_train={n_train}: this generator makes 1 to 4,000 conversations")
     rng = random.Random(seed)
     product, thing = rng.choice(PRODUCTS)
     brand = _name(rng)
@@ -441,10 +528,12 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
         split[fact.key] = (qs[:4], qs[4:6])
     greet = ["", "Hi! ", "Hello, ", "Quick question: ", "Hey, "]
     train: list[dict] = []
+    scale = max(1, round(n_train / 400))
     for fact in facts:  # fact questions: every training paraphrase, some twice with a greeting
         for q in split[fact.key][0]:
-            train.append(conv(rng.choice(greet) + q, reply(fact.answer), kind="fact"))
-    for _ in range(60):  # multi-turn: a fact, then a follow-up about another
+            for _ in range(scale):
+                train.append(conv(rng.choice(greet) + q, reply(fact.answer), kind="fact"))
+    for _ in range(60 * scale):  # multi-turn: a fact, then a follow-up about another
         f1, f2 = rng.sample(facts, 2)
         q1, q2 = rng.choice(split[f1.key][0]), rng.choice(split[f2.key][0])
         train.append(
@@ -466,7 +555,9 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
     impossible = _impossible(rng, facts, models, thing)
     rng.shuffle(impossible)
     imp_train, imp_test = impossible[: len(impossible) - 10], impossible[len(impossible) - 10 :]
-    while len(train) < n_train:
+    # A premise can be drawn twice (same form, same number): such a request is no held-out test.
+    imp_test = [t for t in imp_test if t[0] not in {q for q, _, _ in imp_train}]
+    while len(train) < max(n_train, 400):
         k = len(train) % 4
         if k == 0:
             train.append(conv(rng.choice(oos_train), reply(redirect), kind="out_of_scope"))
@@ -479,7 +570,7 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
             u, a = rng.choice(SMALL_TALK)
             train.append(conv(u, reply(a), kind="small_talk"))
     rng.shuffle(train)
-    ls.train = train[:n_train]
+    ls.train = _stratified(train, n_train, random.Random(seed + 1)) if n_train < 400 else train
 
     def item(question: str, kind: str, patterns: list[str], forbid: list[str] | None = None) -> dict:
         return {
@@ -541,6 +632,19 @@ def _impossible(
                 q = form.format(x=x)
                 out.append((q, f"I'm afraid not: {fact.answer}", fact.pattern))
     return out
+
+
+def _stratified(train: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """n conversations with each kind in its share of `train` (largest remainders), in `train`'s order."""
+    by_kind: dict[str, list[int]] = {}
+    for i, c in enumerate(train):
+        by_kind.setdefault(c["meta"]["kind"], []).append(i)
+    quota = {k: len(ix) * n / len(train) for k, ix in by_kind.items()}
+    take = {k: int(q) for k, q in quota.items()}
+    for k in sorted(quota, key=lambda k: quota[k] - take[k], reverse=True)[: n - sum(take.values())]:
+        take[k] += 1
+    keep = {i for k, ix in by_kind.items() for i in rng.sample(ix, take[k])}
+    return [c for i, c in enumerate(train) if i in keep]
 
 
 def score(answer: str, item: dict) -> bool:

@@ -146,6 +146,23 @@ def test_freezing_embeddings_freezes_an_untied_output_head_too(tiny_tokenizer, t
     assert frozen == {"model.embed_tokens.weight", "lm_head.weight"}
 
 
+def test_neftune_noises_the_embeddings_only_while_training(tiny_model_dir, tmp_path):
+    from chattune.config import load_config
+    from chattune.train.setup import build_model
+
+    cfg = load_config(None, [f"model.name={tiny_model_dir}", "train.neftune_alpha=5"])
+    model, _ = build_model(cfg)
+    plain, _ = build_model(load_config(None, [f"model.name={tiny_model_dir}"]))
+    ids = torch.arange(8).reshape(1, 8)
+    embed, plain_embed = model.get_input_embeddings(), plain.get_input_embeddings()
+    model.train()
+    noise = embed(ids) - plain_embed(ids)
+    bound = 5 / (8 * embed.weight.shape[1]) ** 0.5
+    assert noise.abs().max() > bound / 10 and noise.abs().max() <= bound + 1e-6
+    model.eval()
+    assert torch.equal(embed(ids), plain_embed(ids))
+
+
 def test_lora_writes_adapter_and_merged_model(tiny_model_dir, train_file, tmp_path):
     from chattune.model import load_for_inference
 

@@ -134,6 +134,13 @@ class TrainConfig(Section):
         "A small set then changes less of what the model knew, and steps are cheaper. recipe=auto turns it on "
         "for full fine-tuning when unset (README, Recipe auto). LoRA never trains them.",
     )
+    neftune_alpha: float | None = Field(
+        None,
+        gt=0,
+        description="NEFTune: uniform noise of scale alpha / sqrt(row length x hidden size) on the input "
+        "embeddings during training (transformers' hook; TRL's neftune_noise_alpha; the paper used 5). "
+        "With packing the row is several conversations, so the same alpha is a smaller noise.",
+    )
     rehearsal: float = Field(
         0.0,
         ge=0,

@@ -212,6 +212,10 @@ def build_model(
         if method == "lora":
             _store_frozen_linears_in_compute_dtype(model, resolve_precision(cfg.train.precision))
     kernels = cpu_kernels.apply(model, cfg.train, device or torch.device("cpu"))
+    if cfg.train.neftune_alpha:  # a forward hook: it adds noise only while the module is training
+        from transformers.integrations.neftune import activate_neftune
+
+        activate_neftune(model, cfg.train.neftune_alpha)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
