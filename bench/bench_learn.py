@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -100,6 +101,8 @@ def train_chattune(work: Path, overrides: list[str]) -> tuple[str, float]:
     seconds = time.perf_counter() - start
     if rc != 0:
         sys.exit(f"chattune train failed (rc {rc}); see {log}:\n" + log.read_text()[-3000:])
+    # Only final/ is evaluated; the checkpoints (weights and optimizer state) are ~2.6 GB a run.
+    shutil.rmtree(work / "runs" / "chattune" / "checkpoints", ignore_errors=True)
     return str(work / "runs" / "chattune" / "final"), seconds
 
 
