@@ -492,8 +492,8 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
     and has n_train/400 times the multi-turn and behaviour conversations, so the shares stay the same.
     The facts and the requests each kind draws from stay the same: a larger set is more of the same,
     as 400 already is (it holds ~210 distinct conversations)."""
-    if not 1 <= n_train <= 4000:
-        raise ValueError(f"n_train={n_train}: this generator makes 1 to 4,000 conversations")
+    if not 1 <= n_train <= 10_000:
+        raise ValueError(f"n_train={n_train}: this generator makes 1 to 10,000 conversations")
     rng = random.Random(seed)
     product, thing = rng.choice(PRODUCTS)
     brand = _name(rng)

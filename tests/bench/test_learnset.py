@@ -53,5 +53,5 @@ def test_every_size_keeps_every_kind_in_its_share():
 
 
 def test_a_size_beyond_the_generator_is_refused():
-    with pytest.raises(ValueError, match="n_train=10000"):
-        make_learnset(0, 10_000)
+    with pytest.raises(ValueError, match="n_train=20000"):
+        make_learnset(0, 20_000)

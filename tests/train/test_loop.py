@@ -319,3 +319,14 @@ def test_holdout_keeps_augmented_copies_with_their_original():
     assert not {group(x) for x in train} & {group(x) for x in val}
     assert "pinned" in {group(x) for x in val}
     assert 5 <= len({group(x) for x in val}) <= 7  # ~20% of 31 groups
+
+
+@pytest.mark.parametrize(("exported", "expected"), [(None, "64"), ("1024", "1024")])
+def test_training_caps_the_onednn_primitive_cache_unless_the_user_set_it(exported, expected):
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if exported is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = exported
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(__file__), "..", "..", "src")  # this checkout's code
+    code = "import os, chattune.train; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
