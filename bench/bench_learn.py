@@ -33,6 +33,7 @@ from learnset import LearnSet, make_learnset, score  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "learn"
 KINDS = ["fact", "clarify", "out_of_scope", "impossible", "style"]
+DEFAULT_TRAIN_SEED = 42  # chattune's train.seed default, and the seed TRL runs with unless told
 
 
 def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tokens: int = 80) -> list[str]:
@@ -106,12 +107,12 @@ def train_chattune(work: Path, overrides: list[str]) -> tuple[str, float]:
     return str(work / "runs" / "chattune" / "final"), seconds
 
 
-def train_trl(work: Path) -> tuple[str, float]:
+def train_trl(work: Path, train_seed: int) -> tuple[str, float]:
     start = time.perf_counter()
     log = work / "trl.log"
     with log.open("w") as f:
         rc = subprocess.run(
-            [sys.executable, __file__, "--child-trl", str(work)],
+            [sys.executable, __file__, "--child-trl", str(work), "--child-seed", str(train_seed)],
             stdout=f,
             stderr=subprocess.STDOUT,
             env=_env(),
@@ -121,7 +122,7 @@ def train_trl(work: Path) -> tuple[str, float]:
     return str(work / "trl" / "final"), time.perf_counter() - start
 
 
-def child_trl(work: Path) -> None:
+def child_trl(work: Path, train_seed: int) -> None:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -142,7 +143,7 @@ def child_trl(work: Path) -> None:
         save_strategy="no",
         report_to=[],
         logging_steps=10,
-        seed=42,
+        seed=train_seed,
         disable_tqdm=True,
     )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -169,15 +170,24 @@ def main() -> None:
         "--no-chattune", action="store_true", help="run TRL alone (its figures beside an earlier run)"
     )
     p.add_argument("--tag", default="default", help="name of this configuration in the output")
+    p.add_argument(
+        "--train-seeds",
+        type=int,
+        nargs="+",
+        help="train each product once per training seed (train.seed, and TRL's seed): "
+        "training alone moves a run's figures by several points, so compare means",
+    )
     p.add_argument("--child-trl", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--child-seed", type=int, default=DEFAULT_TRAIN_SEED, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child_trl:
-        return child_trl(a.child_trl)
+        return child_trl(a.child_trl, a.child_seed)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
-    for seed in a.seeds:
+    runs = [(seed, t) for seed in a.seeds for t in (a.train_seeds or [None])]
+    for seed, train_seed in runs:
         ls = make_learnset(seed, a.n_train)
-        work = OUT / f"seed{seed}-{a.tag}"
+        work = OUT / (f"seed{seed}-{a.tag}" + (f"-t{train_seed}" if train_seed is not None else ""))
         work.mkdir(parents=True, exist_ok=True)
         with (work / "train.jsonl").open("w") as f:
             for c in ls.train:
@@ -188,20 +198,26 @@ def main() -> None:
         if not base_file.is_file():
             base_file.write_text(json.dumps(evaluate("embedded", ls)))
         base = json.loads(base_file.read_text())
-        trainers = [] if a.no_chattune else [("chattune", lambda w=work: train_chattune(w, a.chattune))]
+        overrides = a.chattune + ([f"train.seed={train_seed}"] if train_seed is not None else [])
+        trl_seed = DEFAULT_TRAIN_SEED if train_seed is None else train_seed
+        trainers = [] if a.no_chattune else [("chattune", lambda w=work, o=overrides: train_chattune(w, o))]
         if a.trl == "usual":
-            trainers.append(("trl", lambda w=work: train_trl(w)))
+            trainers.append(("trl", lambda w=work, t=trl_seed: train_trl(w, t)))
         for name, train in trainers:
-            print(f"seed {seed}: training {name} ...", flush=True)
+            print(
+                f"seed {seed}{'' if train_seed is None else f', training seed {train_seed}'}: training {name} ...",
+                flush=True,
+            )
             model_path, seconds = train()
             result = evaluate(model_path, ls)
             base_right = [i for i, ok in enumerate(base["general"]) if ok]
             kept = sum(result["general"][i] for i in base_right) / max(1, len(base_right))
             row = {
                 "seed": seed,
+                "train_seed": train_seed,
                 "trainer": name,
                 "tag": a.tag,
-                "overrides": a.chattune if name == "chattune" else [],
+                "overrides": overrides if name == "chattune" else [],
                 "train_seconds": round(seconds, 1),
                 "heldout": result["overall"],
                 **{k: result["per_kind"].get(k) for k in KINDS},
@@ -226,9 +242,32 @@ def main() -> None:
             + " ".join(f"{r[k]:8.0%}" for k in KINDS)
             + f" {r['general_kept']:8.0%} {r['train_seconds']:8.0f}"
         )
+    for line in summarise(rows):
+        print(line)
     with (OUT / "results.jsonl").open("a") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[str]:
+    """Mean and range per trainer over its runs, when it ran more than once (products or training seeds):
+    one run's behaviour figures move by a quarter with the training seed alone."""
+    lines = []
+    for trainer in dict.fromkeys(r["trainer"] for r in rows):
+        runs = [r for r in rows if r["trainer"] == trainer]
+        if len(runs) < 2:
+            continue
+        cells = []
+        for key in ["heldout", *KINDS, "general_kept"]:
+            values = [r[key] for r in runs if r[key] is not None]
+            cells.append(f"{key} {sum(values) / len(values):.0%} ({min(values):.0%}-{max(values):.0%})")
+        seconds = [r["train_seconds"] for r in runs]
+        lines.append(
+            f"{trainer} over {len(runs)} runs, mean (range): "
+            + ", ".join(cells)
+            + f", train s {sum(seconds) / len(seconds):.0f} ({min(seconds):.0f}-{max(seconds):.0f})"
+        )
+    return lines
 
 
 if __name__ == "__main__":
