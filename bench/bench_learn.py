@@ -30,10 +30,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from learnset import LearnSet, make_learnset, score  # noqa: E402
 
+from chattune.config import TrainConfig  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "learn"
 KINDS = ["fact", "clarify", "out_of_scope", "impossible", "style"]
-DEFAULT_TRAIN_SEED = 42  # chattune's train.seed default, and the seed TRL runs with unless told
+# chattune's own train.seed default; TRL runs with it too unless --train-seeds says otherwise
+DEFAULT_TRAIN_SEED: int = TrainConfig.model_fields["seed"].default
 
 
 def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tokens: int = 80) -> list[str]:
