@@ -17,9 +17,12 @@ def loss_and_grads(model, batch, chunk_size=512):
     return loss.detach(), correct, grads
 
 
-def assert_same_loss_and_gradients(model, reference, batch):
-    """The loss, correct count and every gradient of `model` on `batch` are `reference`'s (fp32 noise)."""
-    loss_r, correct_r, grads_r = loss_and_grads(reference, batch)
+def assert_same_loss_and_gradients(model, reference, batch, reference_batch=None):
+    """The loss, correct count and every gradient of `model` on `batch` are `reference`'s (fp32 noise),
+    on `reference_batch` when given (the same conversations laid out another way)."""
+    loss_r, correct_r, grads_r = loss_and_grads(
+        reference, batch if reference_batch is None else reference_batch
+    )
     loss, correct, grads = loss_and_grads(model, batch)
     torch.testing.assert_close(loss, loss_r, rtol=1e-5, atol=1e-5)
     assert int(correct) == int(correct_r)
@@ -27,7 +30,7 @@ def assert_same_loss_and_gradients(model, reference, batch):
         torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def packed_batch(tiny_tokenizer, tmp_path, rows=2):
+def packed_batch(tiny_tokenizer, tmp_path, rows=2, share_prefixes=False):
     convs = read_jsonl(write_jsonl(tmp_path / "t.jsonl", support_conversations(16)))
     examples, _ = tokenize_conversations(convs, tiny_tokenizer, max_length=128)
-    return collate(pack(examples, 128)[:rows], tiny_tokenizer.pad_token_id)
+    return collate(pack(examples, 128)[:rows], tiny_tokenizer.pad_token_id, share_prefixes=share_prefixes)

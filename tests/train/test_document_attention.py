@@ -49,7 +49,7 @@ def test_plan_gives_every_token_one_slot_and_buckets_documents():
 
 
 def test_batches_with_a_long_document_stay_on_sdpa(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch):
-    """Past _MAX_DOCUMENT tokens a document's whole score matrix would outgrow the flash kernel's
+    """Past MAX_DOCUMENT tokens a document's whole score matrix would outgrow the flash kernel's
     blockwise memory: no plan, so the model runs SDPA (same loss), and the op is not called."""
     import chattune.train.cpu_kernels.attention as module
 
@@ -57,7 +57,7 @@ def test_batches_with_a_long_document_stay_on_sdpa(tiny_model_dir, tiny_tokenize
     longest = int(batch["position_ids"].max()) + 1
     plan = plan_documents(batch["position_ids"])  # within the limit: planned, every token in a slot
     assert plan is not None and plan.scatter.numel() == batch["position_ids"].numel()
-    monkeypatch.setattr(module, "_MAX_DOCUMENT", longest - 1)
+    monkeypatch.setattr(module, "MAX_DOCUMENT", longest - 1)
     assert plan_documents(batch["position_ids"]) is None
     calls = []
     monkeypatch.setattr(module, "document_attention", lambda *a: calls.append(a))

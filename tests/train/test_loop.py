@@ -65,6 +65,10 @@ def test_gradient_accumulation_equals_the_larger_batch(tiny_model_dir, train_fil
             f"output.name={name}",
             "eval.every_steps=null",
             "data.val_fraction=0",
+            # the same rows computed alike, so Adam's first step (which turns a 1e-9 gradient into a
+            # full-size update) sees the same gradients; shared prefixes change only the summation
+            # order (their loss and gradients: tests/train/test_batching.py)
+            "train.share_prefixes=false",
         )
         run(cfg)
         finals.append(load_file(str(cfg.run_dir / "final" / "model.safetensors")))
@@ -330,3 +334,27 @@ def test_training_caps_the_onednn_primitive_cache_unless_the_user_set_it(exporte
     code = "import os, chattune.train; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_shared_prefixes_train_the_same_steps_on_fewer_tokens(tiny_model_dir, train_file, tmp_path, capsys):
+    """On by default with per-conversation attention: the run says what it saves, and its first step's
+    loss (before any update) and the validation loss after it are the unshared run's."""
+    records = {}
+    for share in (True, False):
+        cfg = config(
+            tiny_model_dir,
+            train_file,
+            tmp_path,
+            "train.max_steps=1",
+            "train.log_every=1",
+            "eval.every_steps=1",
+            f"train.share_prefixes={share}",
+            f"output.name=share-{share}",
+        )
+        run(cfg)
+        out = capsys.readouterr().out
+        assert ("fewer tokens; train.share_prefixes" in out) == share
+        lines = (cfg.run_dir / "metrics.jsonl").read_text().splitlines()
+        records[share] = {r["split"]: r for r in map(json.loads, lines)}
+    for split, key in (("train", "loss"), ("eval", "val_loss")):
+        assert records[True][split][key] == pytest.approx(records[False][split][key], rel=1e-5)

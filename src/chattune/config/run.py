@@ -117,6 +117,12 @@ class TrainConfig(Section):
         # YAML 1.1 reads a bare `off` as false (and `on` as true)
         return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
 
+    share_prefixes: bool = Field(
+        True,
+        description="With per-conversation attention (CPU), compute a micro-batch's common conversation "
+        "beginnings (a shared system prompt) once: the same loss and gradients, fewer tokens computed "
+        "(chattune/train/batching.py).",
+    )
     compile: bool = Field(
         False,
         description="torch.compile each decoder layer (fused elementwise kernels); the first steps pay the compilation. "

@@ -7,6 +7,14 @@ of a row forms its own block and is never a target.
 
 Packing is first-fit decreasing: on chat data it fills rows to ~95-99%, where padding each
 conversation to the longest in its batch wastes a third or more of the compute.
+
+Shared prefixes (`collate(..., share_prefixes=True)`): conversations of one data set usually begin with
+the same tokens (the system prompt, often half of a support conversation), and a token's hidden states
+depend only on the tokens before it. So within a micro-batch each such prefix is computed once: the
+first conversation that has it is laid out whole, and every later one keeps only its own tokens and
+attends to that copy of the prefix (per-conversation attention, cpu_kernels/attention.py, gathers it
+into each conversation's slot; the gradients of all of them add up on it). The loss and gradients are
+those of the unshared batch: the same conversations in the same steps, fewer tokens computed.
 """
 
 from __future__ import annotations
@@ -16,6 +24,12 @@ from dataclasses import dataclass, field
 import torch
 
 from chattune.data.tokenize import IGNORE_INDEX, TokenizedExample
+from chattune.train.cpu_kernels.attention import MAX_DOCUMENT
+
+# A prefix shorter than this is not shared: a conversation then starts its own group, so that e.g.
+# rehearsal conversations (another system prompt) share theirs rather than a chat template's first
+# three tokens with the domain's.
+MIN_SHARED_PREFIX = 8
 
 
 @dataclass
@@ -37,6 +51,11 @@ class Row:
         self.position_ids += range(len(ex))
         self.n_conversations += 1
 
+    def conversations(self) -> list[tuple[list[int], list[int]]]:
+        """(input ids, labels) of each conversation in the row, in order."""
+        starts = [i for i, p in enumerate(self.position_ids) if p == 0] + [len(self.position_ids)]
+        return [(self.input_ids[a:b], self.labels[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+
 
 def pack(examples: list[TokenizedExample], max_length: int, *, packing: bool = True) -> list[Row]:
     """Rows of at most max_length tokens. Without packing, one conversation per row."""
@@ -55,13 +74,20 @@ def pack(examples: list[TokenizedExample], max_length: int, *, packing: bool = T
     return rows
 
 
-def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(rows: list[Row], pad_id: int, *, share_prefixes: bool = False) -> dict[str, torch.Tensor]:
     """Pad rows to the longest and precompute, on the host, which positions are scored.
 
     `select` holds flat indices into (batch * (length - 1)) of the positions whose next token is a
     target, and `targets` those tokens: the loss gathers exactly those hidden states, with no
     data-dependent indexing (and so no host-device sync) on the accelerator.
+
+    With `share_prefixes` (only for a loss that computes per-conversation attention), the rows become
+    one row with each common prefix computed once, and `branches` says where (see the module doc).
     """
+    if share_prefixes and all(len(r.input_ids) for r in rows):
+        longest = max(len(ids) for r in rows for ids, _ in r.conversations())
+        if longest <= MAX_DOCUMENT:  # longer ones go through SDPA, which knows nothing of branches
+            return _shared(rows)
     length = max(len(r.input_ids) for r in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), length), dtype=torch.long)
@@ -72,11 +98,57 @@ def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
         labels[i, :n] = torch.tensor(r.labels)
         position_ids[i, :n] = torch.tensor(r.position_ids)
         position_ids[i, n:] = torch.arange(length - n)  # padding: its own block
+    return {"input_ids": input_ids, "position_ids": position_ids, **_scored(labels)}
+
+
+def _scored(labels: torch.Tensor) -> dict[str, torch.Tensor]:
     shifted = labels[:, 1:]
     select = (shifted != IGNORE_INDEX).flatten().nonzero().squeeze(1)
+    return {"select": select, "targets": shifted.flatten()[select]}
+
+
+def _shared(rows: list[Row]) -> dict[str, torch.Tensor]:
+    """One row: each conversation whole, or its own tokens after a prefix laid out earlier in the row.
+
+    A conversation shares at most the tokens before its first target's predecessor: the hidden state
+    that predicts a target must be its own position's, and the prefix's last one is the first
+    conversation's. `branches` is [n, 3]: (start of the conversation's own tokens, start of the
+    conversation holding its prefix, prefix length), flat indices into the row."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    position_ids: list[int] = []
+    branches: list[tuple[int, int, int]] = []
+    whole: list[tuple[int, list[int]]] = []  # (start, ids) of the conversations laid out in full
+    for row in rows:
+        for ids, labs in row.conversations():
+            first_target = next((i for i, t in enumerate(labs) if i > 0 and t != IGNORE_INDEX), len(ids))
+            limit = min(first_target - 1, len(ids) - 1)
+            shared, source = 0, 0
+            for start, other in whole:
+                n = _common_prefix(ids, other, limit)
+                if n > shared:
+                    shared, source = n, start
+            if shared < MIN_SHARED_PREFIX:
+                whole.append((len(input_ids), ids))
+                shared = 0
+            else:
+                branches.append((len(input_ids), source, shared))
+            input_ids += ids[shared:]
+            labels += [IGNORE_INDEX, *labs[shared + 1 :]]
+            position_ids += range(shared, len(ids))
+    label_row = torch.tensor([labels], dtype=torch.long)
     return {
-        "input_ids": input_ids,
-        "position_ids": position_ids,
-        "select": select,
-        "targets": shifted.flatten()[select],
+        "input_ids": torch.tensor([input_ids], dtype=torch.long),
+        "position_ids": torch.tensor([position_ids], dtype=torch.long),
+        **_scored(label_row),
+        "branches": torch.tensor(branches, dtype=torch.long).reshape(-1, 3),
     }
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = 0
+    for x, y in zip(a[:limit], b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -178,6 +178,7 @@ def run(
     # apply() changes nothing, and so lists nothing, unless the kernels fit this model: then the loss may
     # project the scored tokens itself too.
     loss_module = SupervisedLoss(model, own_head=bool(kernels))
+    share_prefixes = cfg.train.share_prefixes and loss_module.shares_prefixes()
     optimizer = _optimizer(model, cfg.train)
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
     sharding = _sharding(accelerator, console if main else None)
@@ -232,6 +233,10 @@ def run(
             f"{cfg.train.method} fine-tuning, {trainable:,} trainable parameters, {precision}, {world} process(es); "
             f"{len(rows)} rows/epoch -> {total_steps} steps of {batch_size}x{cfg.train.grad_accum}x{world} rows"
         )
+        if share_prefixes:
+            console.print(
+                _prefix_saving([micro_batch(m) for m in range(min(micro_per_epoch, 50))], tokenizer)
+            )
 
     def evaluate() -> dict[str, float]:
         mine = val_rows[rank::world]
@@ -242,6 +247,7 @@ def run(
             pad_id=tokenizer.pad_token_id,
             device=accelerator.device,
             autocast=accelerator.autocast,
+            share_prefixes=share_prefixes,
         )
         metrics = metrics_from_sums(accelerator.reduce(sums, "sum"))
         if suite_metrics is not None:  # generation metrics on an eval suite, if configured
@@ -304,7 +310,9 @@ def run(
                 for k, micro in enumerate(window):
                     batch = {
                         key: v.to(accelerator.device, non_blocking=True)
-                        for key, v in collate(micro, tokenizer.pad_token_id).items()
+                        for key, v in collate(
+                            micro, tokenizer.pad_token_id, share_prefixes=share_prefixes
+                        ).items()
                     }
                     tokens_since += sum(len(r.input_ids) for r in micro)  # real tokens, not padding
                     sync = k == len(window) - 1
@@ -671,6 +679,19 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
         )
     )
     return final
+
+
+def _prefix_saving(micro_batches: list[list[Row]], tokenizer: PreTrainedTokenizerBase) -> str:
+    """What shared prefixes save, over the first micro-batches of the run."""
+    real = sum(len(r.input_ids) for rows in micro_batches for r in rows)
+    computed = sum(
+        collate(rows, tokenizer.pad_token_id, share_prefixes=True)["input_ids"].numel()
+        for rows in micro_batches
+    )
+    return (
+        f"shared prefixes: each micro-batch computes its conversations' common beginnings once "
+        f"({1 - computed / max(real, 1):.0%} fewer tokens; train.share_prefixes)"
+    )
 
 
 def _rehearsal_examples(

@@ -42,18 +42,31 @@ class SupervisedLoss(nn.Module):
         get_base_model = getattr(self.model, "get_base_model", None)
         return cast("PreTrainedModel", get_base_model() if get_base_model is not None else self.model)
 
+    def shares_prefixes(self) -> bool:
+        """Whether batches may be collated with shared prefixes (batching.py): only per-conversation
+        attention can follow them."""
+        lm = self.causal_lm()
+        return self.own_head and getattr(lm.config, "_attn_implementation", None) == DOCUMENT_ATTENTION
+
     def forward(
-        self, input_ids: torch.Tensor, position_ids: torch.Tensor, select: torch.Tensor, targets: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        select: torch.Tensor,
+        targets: torch.Tensor,
+        branches: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (summed loss, number of correct argmax predictions) over the selected targets."""
         lm = self.causal_lm()
+        if branches is not None and branches.numel() and not self.shares_prefixes():
+            raise ValueError("a batch collated with shared prefixes needs per-conversation attention")
         if not self.own_head:
             return self._through_model_head(lm, input_ids, position_ids, select, targets)
         backbone = getattr(lm, lm.base_model_prefix)
         # No attention mask on purpose: with position-id resets, transformers builds the packed
         # (block-diagonal) causal mask itself, or per-document attention follows the same boundaries.
         by_document = getattr(lm.config, "_attn_implementation", None) == DOCUMENT_ATTENTION
-        plan = plan_documents(position_ids) if by_document else None
+        plan = plan_documents(position_ids, branches) if by_document else None
         extra = {"document_plan": plan} if plan is not None else {}
         hidden = backbone(
             input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra

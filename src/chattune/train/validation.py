@@ -24,6 +24,7 @@ def loss_sums(
     pad_id: int,
     device: torch.device,
     autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
+    share_prefixes: bool = False,
 ) -> torch.Tensor:
     """[summed loss, correct predictions, targets] over the batches, as one float64 tensor on `device`."""
     totals = torch.zeros(3, dtype=torch.float64, device=device)
@@ -31,7 +32,7 @@ def loss_sums(
     loss_module.eval()
     with torch.no_grad():
         for rows in batches:
-            batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+            batch = {k: v.to(device) for k, v in collate(rows, pad_id, share_prefixes=share_prefixes).items()}
             with autocast():
                 loss, correct = loss_module(**batch)
             totals += torch.stack(
@@ -70,4 +71,7 @@ def validation_metrics(
     rows = pack(examples, max_length, packing=packing)
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)][:max_batches]
     device = next(model.parameters()).device
-    return metrics_from_sums(loss_sums(SupervisedLoss(model), batches, pad_id=pad_id, device=device))
+    loss = SupervisedLoss(model)
+    return metrics_from_sums(
+        loss_sums(loss, batches, pad_id=pad_id, device=device, share_prefixes=loss.shares_prefixes())
+    )

@@ -40,7 +40,7 @@ NAME = "chattune_documents"
 # 211 supervised tok/s; a few large buckets beat many tight ones.
 _BUCKET_OVERHEAD = 256 * 256
 _SCORES_PER_PIECE = 1 << 22  # 8 MB of bf16 scores
-_MAX_DOCUMENT = 1024  # one such document's scores: 9 heads x 1024^2 = 19 MB in bf16
+MAX_DOCUMENT = 1024  # one such document's scores: 9 heads x 1024^2 = 19 MB in bf16
 
 
 @dataclass(frozen=True)
@@ -50,27 +50,44 @@ class DocumentPlan:
     gather: (
         Tensor  # [slots]: flat token index filling each bucket slot (padding repeats a document's last token)
     )
-    scatter: Tensor  # [batch * length]: the slot holding each token
+    scatter: Tensor  # [batch * length]: the slot holding each token's output
     buckets: Tensor  # [n, 2]: (documents, padded length) per bucket, in slot order
+    shares_prefixes: bool = False  # some documents attend to a prefix laid out in another: SDPA cannot
 
 
-def plan_documents(position_ids: Tensor) -> DocumentPlan | None:
+def plan_documents(position_ids: Tensor, branches: Tensor | None = None) -> DocumentPlan | None:
     """Buckets of documents, a document being a run of consecutive positions (the rule transformers
     uses to build the packed mask: a new one starts wherever a position is not the previous + 1).
-    None when a document is longer than _MAX_DOCUMENT: its (length x length) scores would cost more
-    memory than the flash kernel's blockwise pass, so SDPA keeps that batch."""
+    None when a document is longer than MAX_DOCUMENT: its (length x length) scores would cost more
+    memory than the flash kernel's blockwise pass, so SDPA keeps that batch.
+
+    `branches` ([n, 3]: own start, prefix start, prefix length; batching.collate with shared prefixes)
+    marks documents whose first tokens are another document's: their slot holds that prefix, gathered
+    again, then their own tokens. Their outputs at the prefix are not used (the prefix's own slot gives
+    them), and backward adds their key/value gradients at the prefix into the prefix's tokens."""
     import numpy as np
 
     batch, length = position_ids.shape
     pos = position_ids.detach().cpu()
     starts_mask = torch.ones_like(pos, dtype=torch.bool)
     starts_mask[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
+    prefix_of: dict[int, tuple[int, int]] = {}
+    if branches is not None and branches.numel():
+        for own, source, shared in branches.tolist():
+            prefix_of[own] = (source, shared)
+        starts_mask.view(-1)[branches[:, 0].cpu()] = True
     starts = starts_mask.reshape(-1).nonzero().squeeze(1).tolist() + [batch * length]
     # rows end where the next begins, so a document never spans two rows
     docs = sorted(
-        ((end - start, start) for start, end in zip(starts, starts[1:], strict=False)), reverse=True
+        (
+            (end - start + prefix_of.get(start, (0, 0))[1], start)
+            for start, end in zip(starts, starts[1:], strict=False)
+        ),
+        reverse=True,
     )
-    if docs[0][0] > _MAX_DOCUMENT:
+    if docs[0][0] > MAX_DOCUMENT:
+        if prefix_of:
+            raise ValueError(f"a document of {docs[0][0]} tokens shares a prefix: batching must not share it")
         return None
 
     # Split the longest-first list into contiguous buckets [i, j) minimising padded area (every
@@ -95,15 +112,19 @@ def plan_documents(position_ids: Tensor) -> DocumentPlan | None:
     for i, j in bounds:
         padded = docs[i][0]
         for size, start in docs[i:j]:
-            scatter[start : start + size] = torch.arange(len(gather), len(gather) + size)
-            gather += range(start, start + size)
-            gather += [start + size - 1] * (padded - size)
+            source, shared = prefix_of.get(start, (0, 0))
+            gather += range(source, source + shared)
+            own = size - shared
+            scatter[start : start + own] = torch.arange(len(gather), len(gather) + own)
+            gather += range(start, start + own)
+            gather += [start + own - 1] * (padded - size)
         buckets.append((j - i, padded))
     device = position_ids.device
     return DocumentPlan(
         torch.tensor(gather, dtype=torch.long, device=device),
         scatter.to(device),
         torch.tensor(buckets, dtype=torch.long),
+        shares_prefixes=bool(prefix_of),
     )
 
 
@@ -365,6 +386,11 @@ def attention_forward(
         )  # plain softmax attention
         and getattr(module, "is_causal", True)
     )
+    if document_plan is not None and document_plan.shares_prefixes and not usable:
+        raise ChattuneError(
+            f"a batch with shared prefixes reached attention that cannot follow them ({type(module).__name__}); "
+            "set train.share_prefixes=false"
+        )
     if document_plan is None or not usable:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
