@@ -34,3 +34,15 @@ def packed_batch(tiny_tokenizer, tmp_path, rows=2, share_prefixes=False):
     convs = read_jsonl(write_jsonl(tmp_path / "t.jsonl", support_conversations(16)))
     examples, _ = tokenize_conversations(convs, tiny_tokenizer, max_length=128)
     return collate(pack(examples, 128)[:rows], tiny_tokenizer.pad_token_id, share_prefixes=share_prefixes)
+
+
+def document_attention_model(model_dir):
+    """The tiny model in fp32 with chattune's per-conversation attention in place of SDPA."""
+    from transformers import AutoModelForCausalLM
+
+    from chattune.train.cpu_kernels.attention import NAME, use_document_attention
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    assert use_document_attention(model)
+    assert model.config._attn_implementation == NAME
+    return model

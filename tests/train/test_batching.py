@@ -7,7 +7,7 @@ from chattune.data.tokenize import IGNORE_INDEX, TokenizedExample
 from chattune.train.batching import MIN_SHARED_PREFIX, collate, pack
 from chattune.train.cpu_kernels.attention import document_attention, plan_documents
 from chattune.train.loss import SupervisedLoss
-from tests.train.helpers import assert_same_loss_and_gradients, packed_batch
+from tests.train.helpers import assert_same_loss_and_gradients, document_attention_model, packed_batch
 
 SYSTEM = list(range(100, 100 + 12))  # a 12-token system prompt every conversation starts with
 
@@ -86,18 +86,6 @@ def test_attention_over_a_shared_prefix_equals_each_conversation_whole():
         torch.testing.assert_close(got, folded, rtol=1e-12, atol=1e-12)
 
 
-def _documents_model(tiny_model_dir):
-    from transformers import AutoModelForCausalLM
-
-    from chattune.train.cpu_kernels.attention import use_document_attention
-
-    model = AutoModelForCausalLM.from_pretrained(
-        tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa"
-    )
-    assert use_document_attention(model)
-    return model
-
-
 def test_model_loss_and_gradients_with_shared_prefixes_equal_the_rows(
     tiny_model_dir, tiny_tokenizer, tmp_path
 ):
@@ -108,7 +96,7 @@ def test_model_loss_and_gradients_with_shared_prefixes_equal_the_rows(
         shared_batch["input_ids"].numel()
         < 0.8 * (rows_batch["input_ids"] != tiny_tokenizer.pad_token_id).sum()
     )
-    model = _documents_model(tiny_model_dir)
+    model = document_attention_model(tiny_model_dir)
     assert SupervisedLoss(model).shares_prefixes()
     assert_same_loss_and_gradients(model, model, shared_batch, reference_batch=rows_batch)
 

@@ -12,7 +12,7 @@ from chattune.train.cpu_kernels.attention import (
 )
 from chattune.train.loss import SupervisedLoss
 from chattune.train.setup import compile_layers
-from tests.train.helpers import assert_same_loss_and_gradients, packed_batch
+from tests.train.helpers import assert_same_loss_and_gradients, document_attention_model, packed_batch
 
 # Two rows: documents of 5, 9, 3 tokens then 7 of padding (its own block, as collate writes it);
 # and 1, 12, 11 (a one-token document and a row with no padding).
@@ -104,12 +104,7 @@ def _models(tiny_model_dir):
     sdpa = AutoModelForCausalLM.from_pretrained(
         tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa"
     )
-    documents = AutoModelForCausalLM.from_pretrained(
-        tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa"
-    )
-    assert use_document_attention(documents)
-    assert documents.config._attn_implementation == NAME
-    return sdpa, documents
+    return sdpa, document_attention_model(tiny_model_dir)
 
 
 @pytest.mark.slow  # torch.compile

@@ -84,10 +84,11 @@ def collate(rows: list[Row], pad_id: int, *, share_prefixes: bool = False) -> di
     With `share_prefixes` (only for a loss that computes per-conversation attention), the rows become
     one row with each common prefix computed once, and `branches` says where (see the module doc).
     """
-    if share_prefixes and all(len(r.input_ids) for r in rows):
-        longest = max(len(ids) for r in rows for ids, _ in r.conversations())
-        if longest <= MAX_DOCUMENT:  # longer ones go through SDPA, which knows nothing of branches
-            return _shared(rows)
+    longest = max(max(r.position_ids) for r in rows) + 1  # the longest conversation
+    if (
+        share_prefixes and longest <= MAX_DOCUMENT
+    ):  # longer ones go through SDPA, which knows nothing of branches
+        return _shared(rows)
     length = max(len(r.input_ids) for r in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), length), dtype=torch.long)
