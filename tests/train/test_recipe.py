@@ -1,6 +1,9 @@
 """train.recipe=auto: what it chooses, that the user's keys win, and that saved configs stay auto."""
 
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from chattune.config import RunConfig, load_config
 from chattune.train.recipe import DataShape, resolve_recipe
@@ -142,6 +145,13 @@ def test_a_time_budget_fits_the_epochs(tmp_path):
     assert slow.train.epochs < 1 and "time_budget" in {c.key: c.why for c in choices}["train.epochs"]
     fast, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=1e-5)
     assert fast.train.epochs == 2
+    # Shared prefixes skip 40% of the tokens: the same budget fits more passes, and says why.
+    shared, choices = resolve_recipe(
+        cfg, replace(SUPPORT_SET, shared_saving=0.4), 135_000_000, seconds_per_token=0.002
+    )
+    unshared, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=0.002)
+    assert shared.train.epochs == pytest.approx(unshared.train.epochs / 0.6, abs=0.1)
+    assert "shared prefixes skip ~40%" in {c.key: c.why for c in choices}["train.epochs"]
 
 
 def test_rehearsal_generation_keeps_only_answers_that_ended(tiny_model_dir, monkeypatch):

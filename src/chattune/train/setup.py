@@ -10,7 +10,7 @@ import json
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -126,6 +126,14 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
     return TokenizedData(train, val, train_stats, val_stats, system_prompt, records)
 
 
+def _shares_prefixes(cfg: RunConfig) -> bool:
+    """Whether training will likely share prefixes, before a model is loaded: the loss decides for sure
+    (per-conversation attention is chattune's CPU kernel), this only informs the time-budget fit."""
+    import torch
+
+    return cfg.train.share_prefixes and cfg.train.cpu_kernels == "auto" and not torch.cuda.is_available()
+
+
 def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tuple[RunConfig, list[Choice]]:
     """train.recipe=auto: fill in what the user left unset from the tokenised training data (see recipe.py).
     The same call in `validate` and `train`, so both show and use the same numbers."""
@@ -141,6 +149,14 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
     n_params = model_parameter_count(cfg.model.name)
     seconds_per_token = None
     if cfg.train.time_budget_minutes and n_params:
+        if _shares_prefixes(cfg):
+            from chattune.train.batching import shared_prefix_saving
+            from chattune.train.recipe import CONVS_PER_STEP
+
+            # ~CONVS_PER_STEP conversations share a micro-batch in a small set's run (recipe.py).
+            shape = replace(
+                shape, shared_saving=shared_prefix_saving(data.train, CONVS_PER_STEP, cfg.train.seed)
+            )
         from chattune.hardware import matmul_flops
 
         # A training step runs at roughly 45% of the matmul ceiling (measured: README, Performance),
