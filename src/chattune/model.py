@@ -235,14 +235,26 @@ def load_for_inference(
     return model, tokenizer, run_cfg
 
 
-def model_parameter_count(model_name: str) -> int | None:
-    """Parameters of a model from its config.json (no weights loaded); None when not available offline."""
+def _model_config(model_name: str) -> Any:
+    """The model's transformers config (no weights loaded); None when not available offline."""
     try:
         source = resolve_source(model_name)
         from transformers import AutoConfig
 
-        c = AutoConfig.from_pretrained(source.path)
-    except Exception:  # an estimate only: never fail preparation over it
+        return AutoConfig.from_pretrained(source.path)
+    except Exception:  # for estimates only: never fail preparation over them
+        return None
+
+
+def model_type_of(model_name: str) -> str:
+    """transformers' model_type ("llama", ...), or "" when the config is not available offline."""
+    return str(getattr(_model_config(model_name), "model_type", ""))
+
+
+def model_parameter_count(model_name: str) -> int | None:
+    """Parameters of a model from its config.json (no weights loaded); None when not available offline."""
+    c = _model_config(model_name)
+    if c is None:
         return None
     d, n_layers = getattr(c, "hidden_size", 0), getattr(c, "num_hidden_layers", 0)
     ff, vocab = getattr(c, "intermediate_size", 4 * d), getattr(c, "vocab_size", 0)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from chattune.data.tokenize import IGNORE_INDEX, TokenizedExample
-from chattune.train.batching import MIN_SHARED_PREFIX, collate, pack, shared_prefix_saving
-from chattune.train.cpu_kernels.attention import document_attention, plan_documents
+from chattune.train.batching import MIN_SHARED_PREFIX, collate, pack, prefix_saving
+from chattune.train.cpu_kernels.attention import MAX_DOCUMENT, document_attention, plan_documents
 from chattune.train.loss import SupervisedLoss
 from tests.train.helpers import assert_same_loss_and_gradients, document_attention_model, packed_batch
 
@@ -54,17 +54,24 @@ def test_the_estimated_saving_is_what_collating_those_micro_batches_skips():
         _example(i, SYSTEM + [rng.randrange(10, 20) for _ in range(rng.randrange(1, 6))], [40 + i % 7] * 3)
         for i in range(40)
     ] + [_example(40 + i, [7, 7, 7] + [i], [50, 51]) for i in range(8)]  # beginnings too short to share
-    saving = shared_prefix_saving(examples, per_micro_batch=8, seed=3)
-    order = list(examples)
-    random.Random(3).shuffle(order)
-    real = sum(len(e) for e in examples)
-    computed = sum(
-        collate(pack(order[i : i + 8], 10_000), 0, share_prefixes=True)["input_ids"].numel()
-        for i in range(0, len(order), 8)
-    )
-    assert saving == pytest.approx(1 - computed / real, abs=0.01)  # rows order conversations by length
+    long = _example(48, SYSTEM + [1] * MAX_DOCUMENT, [52])  # its micro-batch is not shared at all
+
+    def collated(examples: list[TokenizedExample], seed: int) -> float:
+        order = list(examples)
+        random.Random(seed).shuffle(order)
+        computed = sum(
+            collate(pack(order[i : i + 8], 10_000), 0, share_prefixes=True)["input_ids"].numel()
+            for i in range(0, len(order), 8)
+        )
+        return 1 - computed / sum(len(e) for e in examples)
+
+    saving = prefix_saving(examples, per_micro_batch=8, seed=3)
+    assert saving == pytest.approx(collated(examples, seed=3), abs=0.01)  # rows order by length
     assert 0.3 < saving < 0.7  # the 12-token system prompt, skipped by ~7 of every 8 conversations
-    assert shared_prefix_saving(examples[40:], per_micro_batch=8) == 0
+    assert prefix_saving(examples[40:], per_micro_batch=8) == 0
+    with_long = prefix_saving([*examples, long], per_micro_batch=8, seed=3)
+    assert with_long == pytest.approx(collated([*examples, long], seed=3), abs=0.01)
+    assert with_long < saving * sum(len(e) for e in examples) / (sum(len(e) for e in examples) + len(long))
 
 
 def test_a_prefix_never_reaches_a_target():

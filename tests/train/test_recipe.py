@@ -147,11 +147,34 @@ def test_a_time_budget_fits_the_epochs(tmp_path):
     assert fast.train.epochs == 2
     # Shared prefixes skip 40% of the tokens: the same budget fits more passes, and says why.
     shared, choices = resolve_recipe(
-        cfg, replace(SUPPORT_SET, shared_saving=0.4), 135_000_000, seconds_per_token=0.002
+        cfg, replace(SUPPORT_SET, prefix_saving=0.4), 135_000_000, seconds_per_token=0.002
     )
     unshared, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=0.002)
     assert shared.train.epochs == pytest.approx(unshared.train.epochs / 0.6, abs=0.1)
     assert "shared prefixes skip ~40%" in {c.key: c.why for c in choices}["train.epochs"]
+
+
+def test_the_budget_fit_counts_shared_prefixes_where_training_will_share_them(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """On CPU with chattune's kernels (a tiny Llama over SDPA) the fit discounts the shared system
+    prompt; with the kernels off, or eager attention, nothing is shared and every token counts."""
+    import chattune.hardware
+    from chattune.model import load_tokenizer
+
+    monkeypatch.setattr(chattune.hardware, "matmul_flops", lambda precision: 5e8)  # the probe, steadied
+    train_file = write_jsonl(tmp_path / "train.jsonl", support_conversations(60))
+    base = [f"model.name={tiny_model_dir}", f"data.train_file={train_file}", "train.time_budget_minutes=0.05"]
+    epochs = {}
+    for name, extra in {"shared": [], "kernels off": ["train.cpu_kernels=off"]}.items():
+        cfg = load_config(None, [*base, *extra])
+        resolved, choices = apply_recipe(cfg, tokenize_data(cfg, load_tokenizer(cfg.model)))
+        epochs[name] = (resolved.train.epochs, {c.key: c.why for c in choices}["train.epochs"])
+    assert "shared prefixes skip" in epochs["shared"][1] and "shared" not in epochs["kernels off"][1]
+    assert epochs["shared"][0] > epochs["kernels off"][0]
+    eager = load_config(None, [*base, "model.attn_implementation=eager"])
+    _, choices = apply_recipe(eager, tokenize_data(eager, load_tokenizer(eager.model)))
+    assert "shared" not in {c.key: c.why for c in choices}["train.epochs"]
 
 
 def test_rehearsal_generation_keeps_only_answers_that_ended(tiny_model_dir, monkeypatch):

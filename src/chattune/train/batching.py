@@ -147,7 +147,7 @@ def _shared(rows: list[Row]) -> dict[str, torch.Tensor]:
     }
 
 
-def shared_prefix_saving(examples: list[TokenizedExample], per_micro_batch: int, seed: int = 0) -> float:
+def prefix_saving(examples: list[TokenizedExample], per_micro_batch: int, seed: int = 0) -> float:
     """The share of these conversations' tokens that shared prefixes skip, laid out as `_shared` does
     in micro-batches of `per_micro_batch` conversations drawn at random: for the time-budget fit, before
     any row exists."""

@@ -235,7 +235,7 @@ def run(
         )
         if share_prefixes:
             console.print(
-                _prefix_saving(
+                _prefix_saving_line(
                     [micro_batch(m) for m in range(min(micro_per_epoch, 50))], tokenizer.pad_token_id
                 )
             )
@@ -683,7 +683,7 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
     return final
 
 
-def _prefix_saving(micro_batches: list[list[Row]], pad_id: int) -> str:
+def _prefix_saving_line(micro_batches: list[list[Row]], pad_id: int) -> str:
     """What shared prefixes save, over the first micro-batches of the run."""
     real = sum(len(r.input_ids) for rows in micro_batches for r in rows)
     computed = sum(collate(rows, pad_id, share_prefixes=True)["input_ids"].numel() for rows in micro_batches)

@@ -51,7 +51,7 @@ class DataShape:
     conversations: int
     longest: int  # tokens of the longest conversation (after data.max_length truncation)
     tokens: int  # all tokens of all conversations
-    shared_saving: float = 0.0  # share of them that shared prefixes skip (0 where batches are not shared)
+    prefix_saving: float = 0.0  # share of them that shared prefixes skip (0 where batches are not shared)
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,14 @@ def resolve_recipe(
     why = f"{n} conversations: ~{TARGET_SEEN} seen in all (1 to 10 passes) lets a small set's facts stick"
     budget = cfg.train.time_budget_minutes
     if budget and seconds_per_token:
-        computed = shape.tokens * (1 - shape.shared_saving)
-        tokens_per_epoch = computed * (1 + REHEARSAL) * (1.0 if cfg.train.method == "full" else 0.7)
+        # Rehearsal conversations carry no domain system prompt: they are counted whole.
+        rehearsal = cfg.train.rehearsal if cfg.user_set("train", "rehearsal") else REHEARSAL
+        computed = shape.tokens * (1 - shape.prefix_saving + rehearsal)
+        tokens_per_epoch = computed * (1.0 if cfg.train.method == "full" else 0.7)
         fits = 0.9 * budget * 60 / (tokens_per_epoch * seconds_per_token)
         if fits < epochs_for_data:
             epochs_for_data = max(0.1, round(fits, 1))
-            saving = f"; shared prefixes skip ~{shape.shared_saving:.0%}" if shape.shared_saving else ""
+            saving = f"; shared prefixes skip ~{shape.prefix_saving:.0%}" if shape.prefix_saving else ""
             why = f"what fits train.time_budget_minutes={budget:g} (~{1 / seconds_per_token:,.0f} tokens/s{saving})"
     epochs = choose("train", "epochs", float(epochs_for_data), why)
     seen = n * epochs

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 from rich.console import Console
 from rich.table import Table
 
-from chattune.config import DataConfig, RunConfig, TrainConfig
+from chattune.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chattune.data.conversation import Conversation, read_jsonl
 from chattune.data.tokenize import (
     TokenizedExample,
@@ -27,7 +27,7 @@ from chattune.data.tokenize import (
 )
 from chattune.errors import ChattuneError
 from chattune.hardware import resolve_precision
-from chattune.train.recipe import Choice, DataShape, describe, resolve_recipe
+from chattune.train.recipe import CONVS_PER_STEP, Choice, DataShape, describe, resolve_recipe
 
 if TYPE_CHECKING:
     import torch
@@ -126,12 +126,22 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
     return TokenizedData(train, val, train_stats, val_stats, system_prompt, records)
 
 
-def _shares_prefixes(cfg: RunConfig) -> bool:
-    """Whether training will likely share prefixes, before a model is loaded: the loss decides for sure
-    (per-conversation attention is chattune's CPU kernel), this only informs the time-budget fit."""
+def _shares_prefixes(train: TrainConfig, model: ModelConfig) -> bool:
+    """Whether training will share prefixes, judged before the model is loaded (the loss decides when it
+    is: SupervisedLoss.shares_prefixes): per-conversation attention is one of chattune's CPU kernels,
+    installed over SDPA on a tested architecture."""
     import torch
 
-    return cfg.train.share_prefixes and cfg.train.cpu_kernels == "auto" and not torch.cuda.is_available()
+    from chattune.model import model_type_of
+    from chattune.train.cpu_kernels import kernels_apply_to
+
+    on_cpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return (
+        train.share_prefixes
+        and on_cpu
+        and model.attn_implementation == "sdpa"
+        and kernels_apply_to(model_type_of(model.name), train)
+    )
 
 
 def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tuple[RunConfig, list[Choice]]:
@@ -149,14 +159,13 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
     n_params = model_parameter_count(cfg.model.name)
     seconds_per_token = None
     if cfg.train.time_budget_minutes and n_params:
-        if _shares_prefixes(cfg):
-            from chattune.train.batching import shared_prefix_saving
-            from chattune.train.recipe import CONVS_PER_STEP
+        if _shares_prefixes(cfg.train, cfg.model):
+            from chattune.train.batching import prefix_saving
 
-            # ~CONVS_PER_STEP conversations share a micro-batch in a small set's run (recipe.py).
-            shape = replace(
-                shape, shared_saving=shared_prefix_saving(data.train, CONVS_PER_STEP, cfg.train.seed)
-            )
+            # A small set's step is ~CONVS_PER_STEP conversations, split across the processes; a larger
+            # step (or the user's batch size) shares more, so the fit errs short, not over the budget.
+            per_micro_batch = max(1, CONVS_PER_STEP // world_size)
+            shape = replace(shape, prefix_saving=prefix_saving(data.train, per_micro_batch, cfg.train.seed))
         from chattune.hardware import matmul_flops
 
         # A training step runs at roughly 45% of the matmul ceiling (measured: README, Performance),

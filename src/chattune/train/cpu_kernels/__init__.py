@@ -50,7 +50,12 @@ def model_type(model: nn.Module) -> str:
 def kernels_apply(model: nn.Module, train: TrainConfig) -> bool:
     """Whether `apply` will patch this model: train.cpu_kernels=auto, a tested architecture, and a
     transformers version no newer than the one the kernels were tested with."""
-    return train.cpu_kernels == "auto" and model_type(model) in TESTED and _transformers_tested()
+    return kernels_apply_to(model_type(model), train)
+
+
+def kernels_apply_to(model_type: str, train: TrainConfig) -> bool:
+    """`kernels_apply` for a model not loaded yet, by its config's model_type."""
+    return train.cpu_kernels == "auto" and model_type in TESTED and _transformers_tested()
 
 
 @functools.cache
