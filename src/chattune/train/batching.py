@@ -85,10 +85,8 @@ def collate(rows: list[Row], pad_id: int, *, share_prefixes: bool = False) -> di
     With `share_prefixes` (only for a loss that computes per-conversation attention), the rows become
     one row with each common prefix computed once, and `branches` says where (see the module doc).
     """
-    longest = max(max(r.position_ids) for r in rows) + 1  # the longest conversation
-    if (
-        share_prefixes and longest <= MAX_DOCUMENT
-    ):  # longer ones go through SDPA, which knows nothing of branches
+    # A conversation longer than MAX_DOCUMENT goes through SDPA, which knows nothing of branches.
+    if share_prefixes and max(max(r.position_ids) for r in rows) < MAX_DOCUMENT:
         return _shared(rows)
     length = max(len(r.input_ids) for r in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
@@ -111,33 +109,19 @@ def _scored(labels: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def _shared(rows: list[Row]) -> dict[str, torch.Tensor]:
     """One row: each conversation whole, or its own tokens after a prefix laid out earlier in the row.
-
-    A conversation shares at most the tokens before its first target's predecessor: the hidden state
-    that predicts a target must be its own position's, and the prefix's last one is the first
-    conversation's. `branches` is [n, 3]: (start of the conversation's own tokens, start of the
-    conversation holding its prefix, prefix length), flat indices into the row."""
+    `branches` is [n, 3]: (start of the conversation's own tokens, start of the conversation holding its
+    prefix, prefix length), flat indices into the row."""
     input_ids: list[int] = []
     labels: list[int] = []
     position_ids: list[int] = []
     branches: list[tuple[int, int, int]] = []
-    whole: list[tuple[int, list[int]]] = []  # (start, ids) of the conversations laid out in full
-    for row in rows:
-        for ids, labs in row.conversations():
-            first_target = next((i for i, t in enumerate(labs) if i > 0 and t != IGNORE_INDEX), len(ids))
-            limit = min(first_target - 1, len(ids) - 1)
-            shared, source = 0, 0
-            for start, other in whole:
-                n = _common_prefix(ids, other, limit)
-                if n > shared:
-                    shared, source = n, start
-            if shared < MIN_SHARED_PREFIX:
-                whole.append((len(input_ids), ids))
-                shared = 0
-            else:
-                branches.append((len(input_ids), source, shared))
-            input_ids += ids[shared:]
-            labels += [IGNORE_INDEX, *labs[shared + 1 :]]
-            position_ids += range(shared, len(ids))
+    conversations = [c for row in rows for c in row.conversations()]
+    for (ids, labs), (shared, source) in zip(conversations, _prefix_plan(conversations), strict=True):
+        if shared:
+            branches.append((len(input_ids), source, shared))
+        input_ids += ids[shared:]
+        labels += [IGNORE_INDEX, *labs[shared + 1 :]]
+        position_ids += range(shared, len(ids))
     label_row = torch.tensor([labels], dtype=torch.long)
     return {
         "input_ids": torch.tensor([input_ids], dtype=torch.long),
@@ -145,6 +129,32 @@ def _shared(rows: list[Row]) -> dict[str, torch.Tensor]:
         **_scored(label_row),
         "branches": torch.tensor(branches, dtype=torch.long).reshape(-1, 3),
     }
+
+
+def _prefix_plan(conversations: list[tuple[list[int], list[int]]]) -> list[tuple[int, int]]:
+    """For each (ids, labels) in layout order: (shared prefix length, start of the conversation holding
+    it), or (0, 0) for one laid out whole; starts are flat indices into the one-row layout.
+
+    A conversation shares at most the tokens before its first target's predecessor: the hidden state
+    that predicts a target must be its own position's, and the prefix's last one is the first
+    conversation's. It shares with the earlier whole conversation it has most in common with."""
+    plan: list[tuple[int, int]] = []
+    whole: list[tuple[int, list[int]]] = []  # (start, ids) of the conversations laid out in full
+    end = 0
+    for ids, labs in conversations:
+        first_target = next((i for i, t in enumerate(labs) if i > 0 and t != IGNORE_INDEX), len(ids))
+        limit = min(first_target - 1, len(ids) - 1)
+        shared, source = 0, 0
+        for start, other in whole:
+            n = _common_prefix(ids, other, limit)
+            if n > shared:
+                shared, source = n, start
+        if shared < MIN_SHARED_PREFIX:
+            whole.append((end, ids))
+            shared, source = 0, 0
+        plan.append((shared, source))
+        end += len(ids) - shared
+    return plan
 
 
 def prefix_saving(examples: list[TokenizedExample], per_micro_batch: int, seed: int = 0) -> float:
@@ -158,15 +168,7 @@ def prefix_saving(examples: list[TokenizedExample], per_micro_batch: int, seed: 
         batch = order[start : start + per_micro_batch]
         if any(len(ex) > MAX_DOCUMENT for ex in batch):
             continue  # collate does not share such a micro-batch
-        whole: list[list[int]] = []
-        for ex in batch:
-            first_target = next((j for j, t in enumerate(ex.labels) if j > 0 and t != IGNORE_INDEX), len(ex))
-            limit = min(first_target - 1, len(ex) - 1)
-            shared = max((_common_prefix(ex.input_ids, other, limit) for other in whole), default=0)
-            if shared >= MIN_SHARED_PREFIX:
-                skipped += shared
-            else:
-                whole.append(ex.input_ids)
+        skipped += sum(shared for shared, _ in _prefix_plan([(ex.input_ids, ex.labels) for ex in batch]))
     return skipped / max(1, sum(len(ex) for ex in examples))
 
 
