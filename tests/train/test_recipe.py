@@ -4,6 +4,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from chattune.config import RunConfig, load_config
 from chattune.train.recipe import DataShape, resolve_recipe
@@ -163,6 +164,9 @@ def test_the_budget_fit_counts_shared_prefixes_where_training_will_share_them(
     from chattune.model import load_tokenizer
 
     monkeypatch.setattr(chattune.hardware, "matmul_flops", lambda precision: 5e8)  # the probe, steadied
+    # The kernels are CPU-only: on a GPU machine the same config would share nothing.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     train_file = write_jsonl(tmp_path / "train.jsonl", support_conversations(60))
     base = [f"model.name={tiny_model_dir}", f"data.train_file={train_file}", "train.time_budget_minutes=0.05"]
     epochs = {}
