@@ -66,3 +66,10 @@ def test_explicit_nulls_survive_the_saved_config(tmp_path):
     cfg = load_config(None, ["train.max_grad_norm=null", "eval.every_steps=null"])
     again = load_config(write(tmp_path, cfg.to_yaml()))
     assert again.train.max_grad_norm is None and again.eval.every_steps is None
+
+
+def test_train_on_roles_must_keep_the_replies():
+    cfg = load_config(None, ["data.train_on_roles=[assistant, user, user]"])
+    assert cfg.data.train_on_roles == ["assistant", "user"]
+    with pytest.raises(ConfigError, match=r"data.train_on_roles: .*must include assistant"):
+        load_config(None, ["data.train_on_roles=[user]"])

@@ -61,6 +61,36 @@ def test_weight_zero_turn_is_context_only(tiny_tokenizer):
     assert trained_text(tiny_tokenizer, ex) == ["good answer<|im_end|>"]
 
 
+def test_train_on_roles_adds_the_user_requests_but_not_the_template_around_them(tiny_tokenizer):
+    (ex,), stats = tokenize_conversations(
+        [C], tiny_tokenizer, max_length=512, trained_roles=frozenset({"assistant", "user"})
+    )
+    assert trained_text(tiny_tokenizer, ex) == [
+        "hello",
+        "hello how can I help<|im_end|>",
+        "reset?",
+        "hold the dial<|im_end|>",
+    ]
+    (plain,), _ = tokenize_conversations([C], tiny_tokenizer, max_length=512)
+    assert ex.input_ids == plain.input_ids  # the same tokens: only the labels differ
+    assert stats.supervised_tokens > plain.n_supervised
+    echo = conv(("system", "say hello"), ("user", "hello"), ("assistant", "hi"))
+    segments = render_segments(echo, tiny_tokenizer, trained_roles=frozenset({"assistant", "user"}))
+    assert [text for text, trained in segments if trained] == ["hello", "hi<|im_end|>"]
+    assert "say hello" in segments[0][0]  # the system's word stays context
+
+
+def test_a_user_message_the_template_rewrites_cannot_be_trained_and_is_named(tiny_tokenizer):
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | upper }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    with pytest.raises(DataError, match=r"user message's content as written") as e:
+        render_segments(C, tok, trained_roles=frozenset({"assistant", "user"}))
+    assert e.value.field == "messages[1].content"
+
+
 def test_conversation_cut_before_any_assistant_token_is_dropped_and_counted(tiny_tokenizer):
     long_user = conv(("user", "word " * 200), ("assistant", "ok"))
     examples, stats = tokenize_conversations([C, long_user], tiny_tokenizer, max_length=64)

@@ -43,11 +43,25 @@ class DataConfig(Section):
         description="Pack several conversations into each row, kept apart by per-sequence position ids "
         "(no cross-attention between them). Off: one conversation per row, padded.",
     )
+    train_on_roles: list[Literal["assistant", "user", "system", "tool"]] = Field(
+        ["assistant"],
+        description="Roles whose message contents carry the loss: [assistant] trains the replies only; [assistant, user] also learns the user's requests (Axolotl's train_on_inputs, "
+        "LLaMA-Factory's train_on_prompt). Rehearsal follows it; validation loss is on the replies alone.",
+    )
     prepare: PrepareConfig | None = Field(
         None,
         description="Sources and cleaning for `chattune data prepare`, which writes train.jsonl/val.jsonl to "
         "prepare.output_dir; training reads them when train_file is not set.",
     )
+
+    @field_validator("train_on_roles")
+    @classmethod
+    def _replies_are_trained(cls, roles: list[str]) -> list[str]:
+        if "assistant" not in roles:
+            raise ValueError(
+                f"must include assistant (the replies are what fine-tuning teaches), got {roles}"
+            )
+        return list(dict.fromkeys(roles))
 
 
 class TrainConfig(Section):

@@ -8,6 +8,10 @@ conversation up to that turn twice: the prompt (`messages[:i]` + generation prom
 (`messages[:i+1]`). The text between the two is what the model must produce, including the end-of-turn
 token (so it learns to stop); trailing whitespace after it is not trained. Segments are tokenised
 separately, which is exactly how the model sees them at inference: prompt tokens, then generated tokens.
+
+`trained_roles` can add other roles' contents to the targets (`data.train_on_roles`: the user's requests,
+as Axolotl's `train_on_inputs` or LLaMA-Factory's `train_on_prompt`); such a message's content is found in
+the rendering after the previous trained piece, and only its text is trained, not the template around it.
 """
 
 from __future__ import annotations
@@ -175,8 +179,14 @@ class ChatRenderer:
         return filled
 
 
+ASSISTANT_ONLY: frozenset[str] = frozenset({"assistant"})
+
+
 def render_segments(
-    conv: Conversation, tokenizer: PreTrainedTokenizerBase, renderer: ChatRenderer | None = None
+    conv: Conversation,
+    tokenizer: PreTrainedTokenizerBase,
+    renderer: ChatRenderer | None = None,
+    trained_roles: frozenset[str] = ASSISTANT_ONLY,
 ) -> list[tuple[str, bool]]:
     """The chat-template rendering of `conv` cut into (text, is_trained) pieces."""
     messages = conv.as_dicts()
@@ -185,7 +195,21 @@ def render_segments(
     segments: list[tuple[str, bool]] = []
     pos = 0
     for i, msg in enumerate(conv.messages):
-        if msg.role != "assistant" or msg.weight == 0:
+        if msg.role not in trained_roles or msg.weight == 0:
+            continue
+        if msg.role != "assistant":
+            text = msg.content.strip()
+            before = render(messages[:i])  # so the search starts past any earlier message with these words
+            start = max(pos, len(before)) if full.startswith(before) else pos
+            at = full.find(text, start) if text else start
+            if at < 0:
+                raise DataError(
+                    f"the chat template does not render this {msg.role} message's content as written, so it "
+                    "cannot be trained; leave data.train_on_roles at [assistant] for this template",
+                    field=f"messages[{i}].content",
+                )
+            segments += [(full[pos:at], False), (full[at : at + len(text)], True)]
+            pos = at + len(text)
             continue
         prompt = render(messages[:i], gen_prompt=True)
         through = full if i == len(messages) - 1 else render(messages[: i + 1])
@@ -214,13 +238,18 @@ def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list
 
 
 def tokenize_conversations(
-    conversations: list[Conversation], tokenizer: PreTrainedTokenizerBase, *, max_length: int
+    conversations: list[Conversation],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_length: int,
+    trained_roles: frozenset[str] = ASSISTANT_ONLY,
 ) -> tuple[list[TokenizedExample], TokenizeStats]:
-    """Tokenise with labels on assistant tokens only; cut at max_length; drop (and count) examples
-    left with nothing to learn. One batched call to the fast tokenizer for every segment."""
+    """Tokenise with labels on the trained roles' tokens (the assistant's unless told); cut at max_length;
+    drop (and count) examples left with nothing to learn. One batched call to the fast tokenizer for
+    every segment."""
     stats = TokenizeStats(conversations=len(conversations))
     renderer = ChatRenderer(tokenizer)
-    per_conv = [_segments_or_located_error(c, tokenizer, renderer) for c in conversations]
+    per_conv = [_segments_or_located_error(c, tokenizer, renderer, trained_roles) for c in conversations]
     flat = [text for segs in per_conv for text, _ in segs]
     ids = token_ids(tokenizer, flat)
     examples, k = [], 0
@@ -249,13 +278,16 @@ def tokenize_conversations(
 
 
 def _segments_or_located_error(
-    conv: Conversation, tokenizer: PreTrainedTokenizerBase, renderer: ChatRenderer
+    conv: Conversation,
+    tokenizer: PreTrainedTokenizerBase,
+    renderer: ChatRenderer,
+    trained_roles: frozenset[str],
 ) -> list[tuple[str, bool]]:
     """render_segments, with a failure (the chat template refusing the conversation, say) reported at
     the conversation's file and line, before training starts rather than hours into it."""
     file, _, line = (conv.source or "").rpartition(":")
     try:
-        return render_segments(conv, tokenizer, renderer)
+        return render_segments(conv, tokenizer, renderer, trained_roles)
     except DataError as e:
         if not file or e.file is not None:
             raise

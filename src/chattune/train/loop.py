@@ -708,7 +708,9 @@ def _rehearsal_examples(
     count = round(cfg.train.rehearsal * n_train)
     with accelerator.main_process_first():
         conversations = rehearsal_conversations(cfg.model, count, cfg.train.seed)
-    examples, _ = tokenize_conversations(conversations, tokenizer, max_length=1 << 16)
+    examples, _ = tokenize_conversations(
+        conversations, tokenizer, max_length=1 << 16, trained_roles=frozenset(cfg.data.train_on_roles)
+    )
     examples = [ex for ex in examples if len(ex) <= cfg.data.max_length]  # whole answers only
     if accelerator.is_main_process:
         console.print(f"rehearsal: {len(examples)} of the base model's own general answers join training")

@@ -111,7 +111,13 @@ def data_changes(before: dict[str, str], now: dict[str, str]) -> str | None:
 
 def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> TokenizedData:
     train_convs, val_convs = load_conversations(cfg.data, cfg.train.seed)
-    train, train_stats = tokenize_conversations(train_convs, tokenizer, max_length=cfg.data.max_length)
+    train, train_stats = tokenize_conversations(
+        train_convs,
+        tokenizer,
+        max_length=cfg.data.max_length,
+        trained_roles=frozenset(cfg.data.train_on_roles),
+    )
+    # validation loss stays on the replies, so it compares across data.train_on_roles
     val, val_stats = tokenize_conversations(val_convs, tokenizer, max_length=cfg.data.max_length)
     if not train:
         raise ChattuneError(
