@@ -73,3 +73,6 @@ def test_train_on_roles_must_keep_the_replies():
     assert cfg.data.train_on_roles == ["assistant", "user"]
     with pytest.raises(ConfigError, match=r"data.train_on_roles: .*must include assistant"):
         load_config(None, ["data.train_on_roles=[user]"])
+    assert load_config(None, ["data.train_on_roles=assistant"]).data.train_on_roles == ["assistant"]
+    with pytest.raises(ConfigError, match="OpenAI's fine-tuning trains the assistant's replies only"):
+        load_config(None, ["train.backend=openai", "data.train_on_roles=[assistant, user]"])

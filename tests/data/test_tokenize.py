@@ -61,10 +61,11 @@ def test_weight_zero_turn_is_context_only(tiny_tokenizer):
     assert trained_text(tiny_tokenizer, ex) == ["good answer<|im_end|>"]
 
 
+USER_TOO = frozenset({"assistant", "user"})
+
+
 def test_train_on_roles_adds_the_user_requests_but_not_the_template_around_them(tiny_tokenizer):
-    (ex,), stats = tokenize_conversations(
-        [C], tiny_tokenizer, max_length=512, trained_roles=frozenset({"assistant", "user"})
-    )
+    (ex,), stats = tokenize_conversations([C], tiny_tokenizer, max_length=512, trained_roles=USER_TOO)
     assert trained_text(tiny_tokenizer, ex) == [
         "hello",
         "hello how can I help<|im_end|>",
@@ -74,21 +75,57 @@ def test_train_on_roles_adds_the_user_requests_but_not_the_template_around_them(
     (plain,), _ = tokenize_conversations([C], tiny_tokenizer, max_length=512)
     assert ex.input_ids == plain.input_ids  # the same tokens: only the labels differ
     assert stats.supervised_tokens > plain.n_supervised
-    echo = conv(("system", "say hello"), ("user", "hello"), ("assistant", "hi"))
-    segments = render_segments(echo, tiny_tokenizer, trained_roles=frozenset({"assistant", "user"}))
-    assert [text for text, trained in segments if trained] == ["hello", "hi<|im_end|>"]
-    assert "say hello" in segments[0][0]  # the system's word stays context
+
+
+def with_default_system(tokenizer):
+    """A template that, like SmolLM2's, adds its own system prompt when the conversation has none."""
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = (
+        "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful AI assistant for user "
+        "questions<|im_end|>\n{% endif %}" + tokenizer.chat_template
+    )
+    return tok
+
+
+@pytest.mark.parametrize(
+    "request_text", ["AI", "user", "s", "im_start", "questions", " hello there", "say hello  "]
+)
+def test_a_request_is_trained_where_it_stands_not_where_its_words_first_occur(tiny_tokenizer, request_text):
+    """The words of a request can occur earlier: in a default system prompt the template adds, in the
+    role header, inside a special token's text. Only the request itself is trained, and the ids are
+    the same as without training it."""
+    tok = with_default_system(tiny_tokenizer)
+    c = conv(("user", request_text), ("assistant", "ok then"))
+    (ex,), _ = tokenize_conversations([c], tok, max_length=512, trained_roles=USER_TOO)
+    (plain,), _ = tokenize_conversations([c], tok, max_length=512)
+    assert ex.input_ids == plain.input_ids
+    first_reply = next(i for i, lab in enumerate(plain.labels) if lab != IGNORE_INDEX)
+    request = [lab for lab in ex.labels[:first_reply] if lab != IGNORE_INDEX]
+    assert tok.decode(request).strip() == request_text.strip()
+    header = len(
+        tok(
+            "<|im_start|>system\nYou are a helpful AI assistant for user questions<|im_end|>\n<|im_start|>user\n"
+        )["input_ids"]
+    )
+    assert all(lab == IGNORE_INDEX for lab in ex.labels[:header])
 
 
 def test_a_user_message_the_template_rewrites_cannot_be_trained_and_is_named(tiny_tokenizer):
     tok = copy.deepcopy(tiny_tokenizer)
-    tok.chat_template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | upper }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
+    tok.chat_template = tok.chat_template.replace("message['content']", "message['content'] | upper")
+    c = conv(("user", "reset"), ("assistant", "To reset, hold it: reset"))  # the reply repeats the word
     with pytest.raises(DataError, match=r"user message's content as written") as e:
-        render_segments(C, tok, trained_roles=frozenset({"assistant", "user"}))
-    assert e.value.field == "messages[1].content"
+        tokenize_conversations([c], tok, max_length=64, trained_roles=USER_TOO)
+    assert e.value.field == "messages[0].content"
+
+
+def test_trained_requests_do_not_keep_a_conversation_whose_replies_are_gone(tiny_tokenizer):
+    cut = conv(("user", "word " * 200), ("assistant", "ok"))
+    unweighted = conv(("user", "hello"), ("assistant", "bad answer"), weight0=0)
+    examples, stats = tokenize_conversations(
+        [C, cut, unweighted], tiny_tokenizer, max_length=64, trained_roles=USER_TOO
+    )
+    assert [e.source_index for e in examples] == [0] and stats.dropped_indices == [1, 2]
 
 
 def test_conversation_cut_before_any_assistant_token_is_dropped_and_counted(tiny_tokenizer):

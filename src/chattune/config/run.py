@@ -45,14 +45,20 @@ class DataConfig(Section):
     )
     train_on_roles: list[Literal["assistant", "user", "system", "tool"]] = Field(
         ["assistant"],
-        description="Roles whose message contents carry the loss: [assistant] trains the replies only; [assistant, user] also learns the user's requests (Axolotl's train_on_inputs, "
-        "LLaMA-Factory's train_on_prompt). Rehearsal follows it; validation loss is on the replies alone.",
+        description="Roles whose message contents carry the loss: [assistant] trains the replies only; "
+        "[assistant, user] also learns the user's requests (Axolotl's train_on_inputs, LLaMA-Factory's "
+        "train_on_prompt). Rehearsal follows it; validation loss is on the replies alone.",
     )
     prepare: PrepareConfig | None = Field(
         None,
         description="Sources and cleaning for `chattune data prepare`, which writes train.jsonl/val.jsonl to "
         "prepare.output_dir; training reads them when train_file is not set.",
     )
+
+    @field_validator("train_on_roles", mode="before")
+    @classmethod
+    def _one_role_is_a_list(cls, roles: object) -> object:
+        return [roles] if isinstance(roles, str) else roles
 
     @field_validator("train_on_roles")
     @classmethod
@@ -313,6 +319,14 @@ class RunConfig(Section):
 
     # Dotted keys that train.recipe=auto filled in (not the user's): left out of saved configs.
     _auto_keys: set[str] = PrivateAttr(default_factory=set)
+
+    @model_validator(mode="after")
+    def _openai_trains_replies_only(self) -> RunConfig:
+        if self.train.backend == "openai" and self.data.train_on_roles != ["assistant"]:
+            raise ValueError(
+                "data.train_on_roles: OpenAI's fine-tuning trains the assistant's replies only; leave it at [assistant]"
+            )
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -9,16 +9,18 @@ conversation up to that turn twice: the prompt (`messages[:i]` + generation prom
 token (so it learns to stop); trailing whitespace after it is not trained. Segments are tokenised
 separately, which is exactly how the model sees them at inference: prompt tokens, then generated tokens.
 
-`trained_roles` can add other roles' contents to the targets (`data.train_on_roles`: the user's requests,
-as Axolotl's `train_on_inputs` or LLaMA-Factory's `train_on_prompt`); such a message's content is found in
-the rendering after the previous trained piece, and only its text is trained, not the template around it.
+`trained_roles` adds other roles' contents to the targets (`data.train_on_roles`: the user's requests, as
+Axolotl's `train_on_inputs` or LLaMA-Factory's `train_on_prompt`). The prompt is tokenised exactly as
+without them, and a token is a target where it overlaps such a content's text (character offsets from the
+fast tokenizer), so the ids stay those the model sees at inference and the template around stays context.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from chattune.data.conversation import Conversation
 from chattune.errors import DataError
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
+_T = TypeVar("_T")
 
 
 def decode_text(
@@ -179,14 +182,8 @@ class ChatRenderer:
         return filled
 
 
-ASSISTANT_ONLY: frozenset[str] = frozenset({"assistant"})
-
-
 def render_segments(
-    conv: Conversation,
-    tokenizer: PreTrainedTokenizerBase,
-    renderer: ChatRenderer | None = None,
-    trained_roles: frozenset[str] = ASSISTANT_ONLY,
+    conv: Conversation, tokenizer: PreTrainedTokenizerBase, renderer: ChatRenderer | None = None
 ) -> list[tuple[str, bool]]:
     """The chat-template rendering of `conv` cut into (text, is_trained) pieces."""
     messages = conv.as_dicts()
@@ -195,21 +192,7 @@ def render_segments(
     segments: list[tuple[str, bool]] = []
     pos = 0
     for i, msg in enumerate(conv.messages):
-        if msg.role not in trained_roles or msg.weight == 0:
-            continue
-        if msg.role != "assistant":
-            text = msg.content.strip()
-            before = render(messages[:i])  # so the search starts past any earlier message with these words
-            start = max(pos, len(before)) if full.startswith(before) else pos
-            at = full.find(text, start) if text else start
-            if at < 0:
-                raise DataError(
-                    f"the chat template does not render this {msg.role} message's content as written, so it "
-                    "cannot be trained; leave data.train_on_roles at [assistant] for this template",
-                    field=f"messages[{i}].content",
-                )
-            segments += [(full[pos:at], False), (full[at : at + len(text)], True)]
-            pos = at + len(text)
+        if msg.role != "assistant" or msg.weight == 0:
             continue
         prompt = render(messages[:i], gen_prompt=True)
         through = full if i == len(messages) - 1 else render(messages[: i + 1])
@@ -226,6 +209,39 @@ def render_segments(
     return [(text, trained) for text, trained in segments if text]
 
 
+ASSISTANT_ONLY: frozenset[str] = frozenset({"assistant"})
+_CONTENT_MARK = "\ue000"  # a private-use code point: not in any template's text
+
+
+def content_spans(conv: Conversation, roles: frozenset[str], renderer: ChatRenderer) -> list[tuple[int, int]]:
+    """Character ranges, in the whole conversation's rendering, of the contents of messages in `roles`
+    other than the assistant's (whose turns render_segments locates). A message starts where the
+    rendering of the messages before it plus a marker puts the marker; its text must stand there."""
+    messages = conv.as_dicts()
+    full = renderer(messages)
+    spans: list[tuple[int, int]] = []
+    for i, msg in enumerate(conv.messages):
+        if msg.role == "assistant" or msg.role not in roles or msg.weight == 0 or not msg.content.strip():
+            continue
+        marked = renderer([*messages[:i], {"role": msg.role, "content": _CONTENT_MARK}])
+        at = marked.find(_CONTENT_MARK)
+        core = msg.content.strip()
+        lead = len(msg.content) - len(msg.content.lstrip())
+        if at >= 0 and full.startswith(marked[:at]):
+            if full.startswith(msg.content, at):
+                spans.append((at + lead, at + lead + len(core)))
+                continue
+            if full.startswith(core, at):  # a template that trims contents
+                spans.append((at, at + len(core)))
+                continue
+        raise DataError(
+            f"the chat template does not render this {msg.role} message's content as written where the "
+            "message starts, so it cannot be trained; leave data.train_on_roles at [assistant] for this template",
+            field=f"messages[{i}].content",
+        )
+    return spans
+
+
 def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, no special tokens added. A fast tokenizer's Rust backend is called
     directly: transformers' conversion of its output to Python dicts costs more than the encoding."""
@@ -237,6 +253,17 @@ def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list
     return cast(list[list[int]], tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
+def _token_offsets(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[tuple[int, int]]]:
+    """Each token's character range in its text (a fast tokenizer's offsets), for labels by position."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise DataError(
+            f"{type(tokenizer).__name__} is not a fast tokenizer, so it gives no character offsets to train the "
+            "contents of data.train_on_roles; leave it at [assistant]"
+        )
+    return [list(enc.offsets) for enc in backend.encode_batch(texts, add_special_tokens=False)]
+
+
 def tokenize_conversations(
     conversations: list[Conversation],
     tokenizer: PreTrainedTokenizerBase,
@@ -244,28 +271,47 @@ def tokenize_conversations(
     max_length: int,
     trained_roles: frozenset[str] = ASSISTANT_ONLY,
 ) -> tuple[list[TokenizedExample], TokenizeStats]:
-    """Tokenise with labels on the trained roles' tokens (the assistant's unless told); cut at max_length;
-    drop (and count) examples left with nothing to learn. One batched call to the fast tokenizer for
-    every segment."""
+    """Tokenise with labels on assistant tokens (and the contents of any other `trained_roles`); cut at
+    max_length; drop (and count) examples left with no reply token to learn. One batched call to the
+    fast tokenizer for every segment."""
     stats = TokenizeStats(conversations=len(conversations))
     renderer = ChatRenderer(tokenizer)
-    per_conv = [_segments_or_located_error(c, tokenizer, renderer, trained_roles) for c in conversations]
+    per_conv = [_located(render_segments, c, renderer, tokenizer) for c in conversations]
+    spans = (
+        [[] for _ in conversations]
+        if trained_roles <= ASSISTANT_ONLY
+        else [_located(content_spans, c, renderer, trained_roles) for c in conversations]
+    )
     flat = [text for segs in per_conv for text, _ in segs]
     ids = token_ids(tokenizer, flat)
+    offsets = _token_offsets(tokenizer, flat) if any(spans) else None
     examples, k = [], 0
     for index, segs in enumerate(per_conv):
         input_ids: list[int] = []
         labels: list[int] = []
-        for _, trained in segs:
+        replies: list[bool] = []  # which tokens are the assistant's targets
+        start = 0  # the segment's character position in the whole rendering
+        for text, trained in segs:
             piece = ids[k]
-            k += 1
+            if trained:
+                labels += piece
+            elif offsets is not None and spans[index]:
+                labels += [
+                    t if any(start + a < hi and start + b > lo for lo, hi in spans[index]) else IGNORE_INDEX
+                    for t, (a, b) in zip(piece, offsets[k], strict=True)
+                ]
+            else:
+                labels += [IGNORE_INDEX] * len(piece)
             input_ids += piece
-            labels += piece if trained else [IGNORE_INDEX] * len(piece)
+            replies += [trained] * len(piece)
+            start += len(text)
+            k += 1
         if len(input_ids) > max_length:
             stats.truncated += 1
-            input_ids, labels = input_ids[:max_length], labels[:max_length]
-        # The first token is never a target (nothing predicts it), so it does not count.
-        if all(t == IGNORE_INDEX for t in labels[1:]):
+            input_ids, labels, replies = input_ids[:max_length], labels[:max_length], replies[:max_length]
+        # The first token is never a target (nothing predicts it), so it does not count; a conversation
+        # whose replies are all cut (or all weight 0) is dropped even where its requests are targets.
+        if not any(replies[1:]):
             stats.dropped_no_target += 1
             stats.dropped_indices.append(index)
             continue
@@ -277,17 +323,12 @@ def tokenize_conversations(
     return examples, stats
 
 
-def _segments_or_located_error(
-    conv: Conversation,
-    tokenizer: PreTrainedTokenizerBase,
-    renderer: ChatRenderer,
-    trained_roles: frozenset[str],
-) -> list[tuple[str, bool]]:
-    """render_segments, with a failure (the chat template refusing the conversation, say) reported at
-    the conversation's file and line, before training starts rather than hours into it."""
+def _located(render: Callable[..., _T], conv: Conversation, renderer: ChatRenderer, *args: object) -> _T:
+    """render(conv, ..., renderer), with a failure (the chat template refusing the conversation, say)
+    reported at the conversation's file and line, before training starts rather than hours into it."""
     file, _, line = (conv.source or "").rpartition(":")
     try:
-        return render_segments(conv, tokenizer, renderer, trained_roles)
+        return render(conv, *args, renderer)
     except DataError as e:
         if not file or e.file is not None:
             raise
