@@ -253,15 +253,19 @@ def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list
     return cast(list[list[int]], tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
-def _token_offsets(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[tuple[int, int]]]:
-    """Each token's character range in its text (a fast tokenizer's offsets), for labels by position."""
+def _token_ids_and_offsets(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str]
+) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """token_ids, and each token's character range in its text (a fast tokenizer's offsets), from one
+    encoding: for labels by position."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise DataError(
             f"{type(tokenizer).__name__} is not a fast tokenizer, so it gives no character offsets to train the "
             "contents of data.train_on_roles; leave it at [assistant]"
         )
-    return [list(enc.offsets) for enc in backend.encode_batch(texts, add_special_tokens=False)]
+    encodings = backend.encode_batch(texts, add_special_tokens=False)
+    return [enc.ids for enc in encodings], [list(enc.offsets) for enc in encodings]
 
 
 def tokenize_conversations(
@@ -283,8 +287,11 @@ def tokenize_conversations(
         else [_located(content_spans, c, renderer, trained_roles) for c in conversations]
     )
     flat = [text for segs in per_conv for text, _ in segs]
-    ids = token_ids(tokenizer, flat)
-    offsets = _token_offsets(tokenizer, flat) if any(spans) else None
+    offsets: list[list[tuple[int, int]]] | None = None
+    if any(spans):
+        ids, offsets = _token_ids_and_offsets(tokenizer, flat)
+    else:
+        ids = token_ids(tokenizer, flat)
     examples, k = [], 0
     for index, segs in enumerate(per_conv):
         input_ids: list[int] = []
