@@ -79,7 +79,8 @@ def run(
     run_dir = cfg.run_dir
     state = load_state(run_dir)
     if cancel:
-        return cancel_job(make_client(cfg.openai), run_dir, state, console)
+        with make_client(cfg.openai) as client:  # its keep-alive connections close on return
+            return cancel_job(client, run_dir, state, console)
     if state.get("job_id") and not resume:
         if not cfg.output.overwrite:
             raise ChattuneError(
@@ -92,10 +93,10 @@ def run(
         state = {}
     if resume and not state.get("job_id"):
         console.print(f"[yellow]--resume: {run_dir} has no OpenAI job yet; starting one[/]")
-    client = make_client(cfg.openai)
-    if not state.get("job_id"):
-        state = start(client, cfg, state, confirm, console)
-    return follow(client, cfg, state, console)
+    with make_client(cfg.openai) as client:
+        if not state.get("job_id"):
+            state = start(client, cfg, state, confirm, console)
+        return follow(client, cfg, state, console)
 
 
 # ----------------------------------------------------------------------------------------------------
