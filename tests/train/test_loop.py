@@ -16,6 +16,7 @@ from chattune.data.tokenize import tokenize_conversations
 from chattune.errors import ChattuneError
 from chattune.train import run
 from chattune.train.batching import collate, pack
+from chattune.train.loop import layer_lr_scales
 from chattune.train.loss import SupervisedLoss
 from chattune.train.schedule import lr_at
 from tests.helpers import tiny_run_config as config
@@ -84,6 +85,54 @@ def test_gradient_accumulation_equals_the_larger_batch(tiny_model_dir, train_fil
     assert largest > 1e-4  # the step moved the weights
     for key in big:
         assert torch.allclose(big[key], accum[key], rtol=1e-3, atol=1e-6 * largest), key
+
+
+def test_layer_lr_decay_scales_each_layer_below_the_top():
+    names = [
+        "model.embed_tokens.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.mlp.up_proj.weight",
+        "model.layers.2.input_layernorm.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    ]
+    scales = layer_lr_scales(names, 0.5)
+    assert scales == {
+        "model.embed_tokens.weight": 0.125,
+        "model.layers.0.self_attn.q_proj.weight": 0.25,
+        "model.layers.1.mlp.up_proj.weight": 0.5,
+        "model.layers.2.input_layernorm.weight": 1.0,
+        "model.norm.weight": 1.0,
+        "lm_head.weight": 1.0,
+    }
+    peft = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight"
+    top = "base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight"
+    assert layer_lr_scales([peft, top], 0.5)[peft] == 0.125
+    assert set(layer_lr_scales(names, 1.0).values()) == {1.0}
+
+
+def test_with_layer_lr_decay_the_bottom_layer_moves_less(tiny_model_dir, train_file, tmp_path):
+    """Adam's first step moves each weight by about its group's rate, so the step sizes show the scales."""
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    cfg = config(
+        tiny_model_dir,
+        train_file,
+        tmp_path,
+        "train.max_steps=1",
+        "train.layer_lr_decay=0.5",
+        "train.max_grad_norm=null",
+        "eval.every_steps=null",
+        "data.val_fraction=0",
+    )
+    run(cfg)
+    final = load_file(str(cfg.run_dir / "final" / "model.safetensors"))
+
+    def moved(key: str) -> float:
+        return (final[key] - base[key]).abs().max().item()
+
+    top, bottom = moved("model.layers.1.mlp.up_proj.weight"), moved("model.layers.0.mlp.up_proj.weight")
+    assert top == pytest.approx(cfg.train.learning_rate, rel=0.05)
+    assert bottom == pytest.approx(cfg.train.learning_rate * 0.5, rel=0.05)
 
 
 def test_full_fine_tune_lowers_loss_and_writes_every_artifact(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import time
@@ -308,7 +309,7 @@ def run(
                     targets = int(accelerator.reduce(torch.tensor(targets, device=accelerator.device), "sum"))
                 lr = lr_at(state.step, cfg.train, total_steps)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 for k, micro in enumerate(window):
                     batch = {
                         key: v.to(accelerator.device, non_blocking=True)
@@ -487,13 +488,20 @@ def run(
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, no weight decay on biases and norm weights (1-D tensors); fused kernels where available."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = all(p.dtype == torch.float32 for p in decay + no_decay)
+    """AdamW, no weight decay on biases and norm weights (1-D tensors); fused kernels where available.
+    Each group carries `lr_scale`, its share of the scheduled rate (train.layer_lr_decay)."""
+    by_group: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    scales = layer_lr_scales([name for name, _ in named], cfg.layer_lr_decay)
+    for name, p in named:
+        by_group.setdefault((p.ndim >= 2, scales[name]), []).append(p)
+    groups = [
+        {"params": params, "weight_decay": cfg.weight_decay if decays else 0.0, "lr_scale": scale}
+        for (decays, scale), params in sorted(by_group.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))
+    ]
+    fused = all(p.dtype == torch.float32 for _, p in named)
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]],
+        groups,
         lr=cfg.learning_rate,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         eps=cfg.adam_epsilon,
@@ -641,6 +649,26 @@ def _sharding(accelerator: Accelerator, console: Console | None) -> str:
             highlight=False,
         )
     return kind
+
+
+_LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def layer_lr_scales(names: list[str], decay: float) -> dict[str, float]:
+    """Each parameter's share of the learning rate: decay^(distance from the top decoder layer). Parameters
+    outside the numbered layers take 1 (final norm, output head), except embeddings, which sit below
+    layer 0. Names are matched as transformers and peft spell them (`model.layers.3.`, `transformer.h.3.`)."""
+    indices = {name: int(m.group(1)) for name in names if (m := _LAYER_INDEX.search(name))}
+    if decay == 1.0 or not indices:
+        return dict.fromkeys(names, 1.0)
+    top = max(indices.values())
+    scales = {}
+    for name in names:
+        if name in indices:
+            scales[name] = decay ** (top - indices[name])
+        else:
+            scales[name] = decay ** (top + 1) if "embed" in name else 1.0
+    return scales
 
 
 def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
