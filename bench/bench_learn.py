@@ -167,6 +167,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--n-train", type=int, default=400)
+    p.add_argument(
+        "--mix",
+        choices=["even", "fact-heavy"],
+        default="even",
+        help="fact-heavy: every paraphrase twice, behaviours 7%% each instead of 16%% (rare behaviours)",
+    )
     p.add_argument("--trl", choices=["usual", "none"], default="usual")
     p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")
     p.add_argument(
@@ -189,7 +195,7 @@ def main() -> None:
     rows = []
     runs = [(seed, t) for seed in a.seeds for t in (a.train_seeds or [None])]
     for seed, train_seed in runs:
-        ls = make_learnset(seed, a.n_train)
+        ls = make_learnset(seed, a.n_train, a.mix)
         work = OUT / (f"seed{seed}-{a.tag}" + (f"-t{train_seed}" if train_seed is not None else ""))
         work.mkdir(parents=True, exist_ok=True)
         with (work / "train.jsonl").open("w") as f:
@@ -220,6 +226,8 @@ def main() -> None:
                 "train_seed": train_seed,
                 "trainer": name,
                 "tag": a.tag,
+                "n_train": a.n_train,
+                "mix": a.mix,
                 "overrides": overrides if name == "chattune" else [],
                 "train_seconds": round(seconds, 1),
                 "heldout": result["overall"],

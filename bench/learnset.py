@@ -367,6 +367,8 @@ SMALL_TALK = [
     ("Thank you so much.", "My pleasure! Let me know if you need anything else."),
     ("Cheers for the help.", "Anytime! Glad it's sorted."),
 ]
+MIXES = {"even": 1, "fact-heavy": 2}  # how many times each training paraphrase is asked (per 400)
+
 GENERAL = [
     ("What is the capital of France?", r"paris"),
     ("What is the capital of Japan?", r"tokyo"),
@@ -486,14 +488,20 @@ GENERAL = [
 ]
 
 
-def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
+def make_learnset(seed: int = 0, n_train: int = 400, mix: str = "even") -> LearnSet:
     """A set of 400 is the reference shape. A smaller one is a stratified sample of it (every kind in the
     same share); a larger one asks each training paraphrase n_train/400 times (with varied greetings)
     and has n_train/400 times the multi-turn and behaviour conversations, so the shares stay the same.
     The facts and the requests each kind draws from stay the same: a larger set is more of the same,
-    as 400 already is (it holds ~210 distinct conversations)."""
+    as 400 already is (it holds ~210 distinct conversations).
+
+    `mix`: "even" gives each behaviour (clarify, out of scope, impossible) and small talk 16% of the set;
+    "fact-heavy" asks every training paraphrase twice and has twice the multi-turn conversations, so
+    the behaviours and small talk are 7% each (28 of 400): a set whose behaviours are rare."""
     if not 1 <= n_train <= 10_000:
         raise ValueError(f"n_train={n_train}: this generator makes 1 to 10,000 conversations")
+    if mix not in MIXES:
+        raise ValueError(f"mix={mix!r}: one of {', '.join(MIXES)}")
     rng = random.Random(seed)
     product, thing = rng.choice(PRODUCTS)
     brand = _name(rng)
@@ -529,11 +537,12 @@ def make_learnset(seed: int = 0, n_train: int = 400) -> LearnSet:
     greet = ["", "Hi! ", "Hello, ", "Quick question: ", "Hey, "]
     train: list[dict] = []
     scale = max(1, round(n_train / 400))
-    for fact in facts:  # fact questions: every training paraphrase, some twice with a greeting
+    fact_scale = scale * MIXES[mix]
+    for fact in facts:  # fact questions: every training paraphrase, with a greeting or none
         for q in split[fact.key][0]:
-            for _ in range(scale):
+            for _ in range(fact_scale):
                 train.append(conv(rng.choice(greet) + q, reply(fact.answer), kind="fact"))
-    for _ in range(60 * scale):  # multi-turn: a fact, then a follow-up about another
+    for _ in range(60 * fact_scale):  # multi-turn: a fact, then a follow-up about another
         f1, f2 = rng.sample(facts, 2)
         q1, q2 = rng.choice(split[f1.key][0]), rng.choice(split[f2.key][0])
         train.append(

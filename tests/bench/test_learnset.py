@@ -18,9 +18,12 @@ def user_turns(conversation: dict) -> set[str]:
     return {m["content"].strip().lower() for m in conversation["messages"] if m["role"] == "user"}
 
 
-@pytest.mark.parametrize(("seed", "n_train"), [(0, 100), (1, 400), (2, 2000)])
-def test_no_held_out_question_occurs_in_training(seed, n_train):
-    ls = make_learnset(seed, n_train)
+@pytest.mark.parametrize(
+    ("seed", "n_train", "mix"),
+    [(0, 100, "even"), (1, 400, "even"), (2, 2000, "even"), (3, 400, "fact-heavy")],
+)
+def test_no_held_out_question_occurs_in_training(seed, n_train, mix):
+    ls = make_learnset(seed, n_train, mix)
     asked_in_training = set().union(*(user_turns(c) for c in ls.train))
     held_out = {it["messages"][-1]["content"].strip().lower() for it in ls.test}
     general = {g["question"].strip().lower() for g in ls.general}
@@ -50,6 +53,18 @@ def test_every_size_keeps_every_kind_in_its_share():
         assert abs(sum(c["meta"]["kind"] == kind for c in large.train) - 2000 * share[kind]) < 2000 * 0.02
     assert all(c in full.train for c in small.train)
     assert full.test == small.test  # a sample of the 400 is tested on the same held-out items
+
+
+def test_the_fact_heavy_mix_makes_behaviours_rare():
+    even, heavy = make_learnset(0, 400), make_learnset(0, 400, "fact-heavy")
+    for kind in ["clarify", "out_of_scope", "impossible", "small_talk"]:
+        assert sum(c["meta"]["kind"] == kind for c in even.train) == 64
+        assert sum(c["meta"]["kind"] == kind for c in heavy.train) == 28
+    assert sum(c["meta"]["kind"] == "fact" for c in heavy.train) == 2 * sum(
+        c["meta"]["kind"] == "fact" for c in even.train
+    )
+    with pytest.raises(ValueError, match="mix='skewed'"):
+        make_learnset(0, 400, "skewed")
 
 
 def test_a_size_beyond_the_generator_is_refused():
