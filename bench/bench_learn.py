@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learnset import LearnSet, make_learnset, score  # noqa: E402
+from learnset import MIXES, LearnSet, make_learnset, score  # noqa: E402
 
 from chattune.config import TrainConfig  # noqa: E402
 
@@ -169,7 +169,7 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=400)
     p.add_argument(
         "--mix",
-        choices=["even", "fact-heavy"],
+        choices=list(MIXES),
         default="even",
         help="fact-heavy: every paraphrase twice, behaviours 7%% each instead of 16%% (rare behaviours)",
     )
