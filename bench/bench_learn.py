@@ -4,12 +4,18 @@ usual recipe, on an invented product that no model can know beforehand (bench/le
     python bench/bench_learn.py                          # seed 0: chattune defaults vs TRL usual recipe
     python bench/bench_learn.py --seeds 0 1 --trl none   # chattune alone, two invented products
     python bench/bench_learn.py --chattune train.epochs=3 --trl none   # an ablation: any dotted override
+    python bench/bench_learn.py --family app --trl none  # the same check on an invented app, worded apart
+
+`--family device` (the default) invents a physical device (bench/learnset.py); `--family app` invents a
+software product with its own wording, varied clarify and redirect replies and another sign-off
+(bench/learnset_app.py), so a recipe is not judged on one generator's phrasing alone.
 
 For each seed and trainer: held-out accuracy per kind (fact, clarify, out_of_scope, impossible, style;
 greedy, 80 new tokens, regex-scored), general ability kept (general questions asked with no system
 prompt, as a user of the base model would: of those the base model answers right, the share the tuned
-model still answers right), and training wall time (the whole `chattune train` command, model loading
-and tokenisation included). TRL's usual recipe: SFTTrainer, full fine-tuning, 3 epochs, batch 8
+model still answers right; "firm": the same share over the base's answers that were never a near
+coin-flip on the way to being right, see decision_margins), and training wall time (the whole
+`chattune train` command, model loading and tokenisation included). TRL's usual recipe: SFTTrainer, full fine-tuning, 3 epochs, batch 8
 unpacked, lr 1e-4 cosine, bf16, its defaults otherwise. Results go to bench/out/learn/.
 """
 
@@ -28,13 +34,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learnset import MIXES, LearnSet, make_learnset, score  # noqa: E402
+import learnset  # noqa: E402
+import learnset_app  # noqa: E402
+from learnset import MIXES, LearnSet, score  # noqa: E402
 
 from chattune.config import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "learn"
 KINDS = ["fact", "clarify", "out_of_scope", "impossible", "style"]
+# A base answer is "firm" when no step on the way to its right answer was closer than this between the two
+# likeliest tokens (1 nat: the runner-up at most e^-1 = 37% as likely); the rest are near coin-flips.
+FIRM_NATS = 1.0
+# generator families: the same contract (seed, n_train, mix) -> LearnSet, different products and wording
+FAMILIES = {"device": learnset.make_learnset, "app": learnset_app.make_learnset}
 # chattune's own train.seed default; TRL runs with it too unless --train-seeds says otherwise
 DEFAULT_TRAIN_SEED: int = TrainConfig.model_fields["seed"].default
 
@@ -66,6 +79,51 @@ def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tok
         for i, seq in zip(idx, out[:, batch["input_ids"].shape[1] :], strict=True):
             answers[i] = tok.decode(seq, skip_special_tokens=True).strip()
     return [answers[i] for i in range(len(prompts))]
+
+
+def decision_margins(model_path: str, questions: list[str], patterns: list[str]) -> list[float | None]:
+    """For each general question (no system prompt), how firmly the model's greedy answer is right: the
+    smallest gap, in nats, between the two likeliest next tokens along the answer up to where its pattern
+    first matches (None if it never does). A small gap is a near coin-flip the base model happened to
+    win; any change to the weights may flip it, so "general kept" is also shown over the firm ones."""
+    import re
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chattune.model import resolve_source
+
+    source = resolve_source(model_path)
+    tok = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+    model.eval()
+    margins: list[float | None] = []
+    for question, pattern in zip(questions, patterns, strict=True):
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": question}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(
+                ids,
+                max_new_tokens=80,
+                do_sample=False,
+                output_scores=True,
+                return_dict_in_generate=True,
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            )
+        new_tokens = out.sequences[0, ids.shape[1] :]
+        smallest, found = float("inf"), None
+        for i, step_scores in enumerate(out.scores):
+            top = torch.log_softmax(step_scores[0].float(), -1).topk(2).values
+            smallest = min(smallest, float(top[0] - top[1]))
+            if re.search(pattern, tok.decode(new_tokens[: i + 1], skip_special_tokens=True), re.I | re.S):
+                found = smallest
+                break
+        margins.append(found)
+    return margins
 
 
 def evaluate(model_path: str, ls: LearnSet) -> dict[str, Any]:
@@ -173,6 +231,12 @@ def main() -> None:
         default="even",
         help="fact-heavy: every paraphrase twice, behaviours 7%% each instead of 16%% (rare behaviours)",
     )
+    p.add_argument(
+        "--family",
+        choices=list(FAMILIES),
+        default="device",
+        help="device: an invented device (learnset.py); app: an invented app worded apart (learnset_app.py)",
+    )
     p.add_argument("--trl", choices=["usual", "none"], default="usual")
     p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")
     p.add_argument(
@@ -195,8 +259,9 @@ def main() -> None:
     rows = []
     runs = [(seed, t) for seed in a.seeds for t in (a.train_seeds or [None])]
     for seed, train_seed in runs:
-        ls = make_learnset(seed, a.n_train, a.mix)
-        work = OUT / (f"seed{seed}-{a.tag}" + (f"-t{train_seed}" if train_seed is not None else ""))
+        ls = FAMILIES[a.family](seed, a.n_train, a.mix)
+        family = "" if a.family == "device" else f"-{a.family}"  # the device family keeps its old paths
+        work = OUT / (f"seed{seed}-{a.tag}{family}" + (f"-t{train_seed}" if train_seed is not None else ""))
         work.mkdir(parents=True, exist_ok=True)
         with (work / "train.jsonl").open("w") as f:
             for c in ls.train:
@@ -207,6 +272,11 @@ def main() -> None:
         if not base_file.is_file():
             base_file.write_text(json.dumps(evaluate("embedded", ls)))
         base = json.loads(base_file.read_text())
+        if "general_margin" not in base:  # added 2026-12-06: older files gain it once
+            base["general_margin"] = decision_margins(
+                "embedded", [g["question"] for g in ls.general], [g["pattern"] for g in ls.general]
+            )
+            base_file.write_text(json.dumps(base))
         overrides = a.chattune + ([f"train.seed={train_seed}"] if train_seed is not None else [])
         trl_seed = DEFAULT_TRAIN_SEED if train_seed is None else train_seed
         trainers = [] if a.no_chattune else [("chattune", lambda w=work, o=overrides: train_chattune(w, o))]
@@ -221,6 +291,8 @@ def main() -> None:
             result = evaluate(model_path, ls)
             base_right = [i for i, ok in enumerate(base["general"]) if ok]
             kept = sum(result["general"][i] for i in base_right) / max(1, len(base_right))
+            firm = [i for i in base_right if (base["general_margin"][i] or 0.0) >= FIRM_NATS]
+            kept_firm = sum(result["general"][i] for i in firm) / max(1, len(firm))
             row = {
                 "seed": seed,
                 "train_seed": train_seed,
@@ -228,12 +300,15 @@ def main() -> None:
                 "tag": a.tag,
                 "n_train": a.n_train,
                 "mix": a.mix,
+                "family": a.family,
                 "overrides": overrides if name == "chattune" else [],
                 "train_seconds": round(seconds, 1),
                 "heldout": result["overall"],
                 **{k: result["per_kind"].get(k) for k in KINDS},
                 "general_kept": kept,
                 "base_general_right": len(base_right),
+                "general_kept_firm": kept_firm,
+                "base_general_firm": len(firm),
                 "base_heldout": base["overall"],
                 "general_lost": [ls.general[i]["question"] for i in base_right if not result["general"][i]],
             }
@@ -244,14 +319,14 @@ def main() -> None:
     header = (
         f"{'seed':>4} {'trainer':10} {'held-out':>8} "
         + " ".join(f"{k[:8]:>8}" for k in KINDS)
-        + f" {'general':>8} {'train s':>8}"
+        + f" {'general':>8} {'firm':>8} {'train s':>8}"
     )
     print(header)
     for r in rows:
         print(
             f"{r['seed']:>4} {r['trainer']:10} {r['heldout']:8.0%} "
             + " ".join(f"{r[k]:8.0%}" for k in KINDS)
-            + f" {r['general_kept']:8.0%} {r['train_seconds']:8.0f}"
+            + f" {r['general_kept']:8.0%} {r['general_kept_firm']:8.0%} {r['train_seconds']:8.0f}"
         )
     for line in summarise(rows):
         print(line)
@@ -269,8 +344,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[str]:
         if len(runs) < 2:
             continue
         cells = []
-        for key in ["heldout", *KINDS, "general_kept"]:
-            values = [r[key] for r in runs if r[key] is not None]
+        for key in ["heldout", *KINDS, "general_kept", "general_kept_firm"]:
+            values = [r[key] for r in runs if r.get(key) is not None]
             cells.append(f"{key} {sum(values) / len(values):.0%} ({min(values):.0%}-{max(values):.0%})")
         seconds = [r["train_seconds"] for r in runs]
         lines.append(
