@@ -260,8 +260,12 @@ def main() -> None:
     runs = [(seed, t) for seed in a.seeds for t in (a.train_seeds or [None])]
     for seed, train_seed in runs:
         ls = FAMILIES[a.family](seed, a.n_train, a.mix)
-        family = "" if a.family == "device" else f"-{a.family}"  # the device family keeps its old paths
-        work = OUT / (f"seed{seed}-{a.tag}{family}" + (f"-t{train_seed}" if train_seed is not None else ""))
+        # the defaults (device family, even mix) keep their old paths; any other set gets its own folder
+        family = "" if a.family == "device" else f"-{a.family}"
+        mix = "" if a.mix == "even" else f"-{a.mix}"
+        work = OUT / (
+            f"seed{seed}-{a.tag}{family}{mix}" + (f"-t{train_seed}" if train_seed is not None else "")
+        )
         work.mkdir(parents=True, exist_ok=True)
         with (work / "train.jsonl").open("w") as f:
             for c in ls.train:
