@@ -15,8 +15,8 @@ greedy, 80 new tokens, regex-scored), general ability kept (general questions as
 prompt, as a user of the base model would: of those the base model answers right, the share the tuned
 model still answers right; "firm": the same share over the base's answers that were never a near
 coin-flip on the way to being right, see decision_margins), and training wall time (the whole
-`chattune train` command, model loading and tokenisation included). TRL's usual recipe: SFTTrainer, full fine-tuning, 3 epochs, batch 8
-unpacked, lr 1e-4 cosine, bf16, its defaults otherwise. Results go to bench/out/learn/.
+`chattune train` command, model loading and tokenisation included). TRL's usual recipe: SFTTrainer,
+full fine-tuning, 3 epochs, batch 8 unpacked, lr 1e-4 cosine, bf16, its defaults otherwise. Results go to bench/out/learn/.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ FAMILIES = {"device": learnset.make_learnset, "app": learnset_app.make_learnset}
 DEFAULT_TRAIN_SEED: int = TrainConfig.model_fields["seed"].default
 
 
-def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tokens: int = 80) -> list[str]:
-    """Greedy answers, batched with left padding (the same greedy decoding as `chattune chat --temperature 0`)."""
+def load_for_answers(model_path: str) -> tuple[Any, Any]:
+    """(tokenizer, fp32 model in eval mode) for a model folder, GGUF file or "embedded"."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -62,7 +62,14 @@ def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tok
     source = resolve_source(model_path)
     tok = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
-    model.eval()
+    return tok, model.eval()
+
+
+def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tokens: int = 80) -> list[str]:
+    """Greedy answers, batched with left padding (the same greedy decoding as `chattune chat --temperature 0`)."""
+    import torch
+
+    tok, model = load_for_answers(model_path)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -89,14 +96,8 @@ def decision_margins(model_path: str, questions: list[str], patterns: list[str])
     import re
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from chattune.model import resolve_source
-
-    source = resolve_source(model_path)
-    tok = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
-    model.eval()
+    tok, model = load_for_answers(model_path)
     margins: list[float | None] = []
     for question, pattern in zip(questions, patterns, strict=True):
         ids = tok.apply_chat_template(

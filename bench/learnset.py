@@ -488,6 +488,26 @@ GENERAL = [
 ]
 
 
+def check_size_and_mix(n_train: int, mix: str) -> None:
+    """Refuse what a generator cannot make (shared by every family)."""
+    if not 1 <= n_train <= 10_000:
+        raise ValueError(f"n_train={n_train}: this generator makes 1 to 10,000 conversations")
+    if mix not in MIXES:
+        raise ValueError(f"mix={mix!r}: one of {', '.join(MIXES)}")
+
+
+def print_overview(s: LearnSet) -> None:
+    """A quick look at a generated set: its prompt, counts per kind, and any held-out question trained on."""
+    from collections import Counter
+
+    print(s.system, "|", s.signoff)
+    print(len(s.train), Counter(c["meta"]["kind"] for c in s.train))
+    print(len(s.test), Counter(i["kind"] for i in s.test))
+    train_users = {m["content"] for c in s.train for m in c["messages"] if m["role"] == "user"}
+    leaked = [i for i in s.test if i["messages"][-1]["content"] in train_users and i["kind"] != "style"]
+    print("test questions seen in training:", len(leaked))
+
+
 def make_learnset(seed: int = 0, n_train: int = 400, mix: str = "even") -> LearnSet:
     """A set of 400 is the reference shape. A smaller one is a stratified sample of it (every kind in the
     same share); a larger one asks each training paraphrase n_train/400 times (with varied greetings)
@@ -498,10 +518,7 @@ def make_learnset(seed: int = 0, n_train: int = 400, mix: str = "even") -> Learn
     `mix`: "even" gives each behaviour (clarify, out of scope, impossible) and small talk 16% of the set;
     "fact-heavy" asks every training paraphrase twice and has twice the multi-turn conversations, so
     the behaviours and small talk are 7% each (28 of 400): a set whose behaviours are rare."""
-    if not 1 <= n_train <= 10_000:
-        raise ValueError(f"n_train={n_train}: this generator makes 1 to 10,000 conversations")
-    if mix not in MIXES:
-        raise ValueError(f"mix={mix!r}: one of {', '.join(MIXES)}")
+    check_size_and_mix(n_train, mix)
     rng = random.Random(seed)
     product, thing = rng.choice(PRODUCTS)
     brand = _name(rng)
@@ -663,12 +680,4 @@ def score(answer: str, item: dict) -> bool:
 
 
 if __name__ == "__main__":  # a quick look: python bench/learnset.py
-    s = make_learnset(0)
-    from collections import Counter
-
-    print(s.system, "|", s.signoff)
-    print(len(s.train), Counter(c["meta"]["kind"] for c in s.train))
-    print(len(s.test), Counter(i["kind"] for i in s.test))
-    train_users = {m["content"] for c in s.train for m in c["messages"] if m["role"] == "user"}
-    leaked = [i for i in s.test if i["messages"][-1]["content"] in train_users and i["kind"] != "style"]
-    print("test questions seen in training:", len(leaked))
+    print_overview(make_learnset(0))

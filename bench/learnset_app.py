@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from learnset import GENERAL, MIXES, Fact, LearnSet, _stratified, score
+from learnset import GENERAL, MIXES, Fact, LearnSet, _stratified, check_size_and_mix, print_overview, score
 
 __all__ = ["LearnSet", "make_learnset", "make_learnset_and_references", "score"]
 
@@ -650,10 +650,7 @@ def make_learnset_and_references(
     seed: int = 0, n_train: int = 400, mix: str = "even"
 ) -> tuple[LearnSet, list[str]]:
     """The set, and for each test item the reply its training teaches (so tests can check the patterns)."""
-    if not 1 <= n_train <= 10_000:
-        raise ValueError(f"n_train={n_train}: this generator makes 1 to 10,000 conversations")
-    if mix not in MIXES:
-        raise ValueError(f"mix={mix!r}: one of {', '.join(MIXES)}")
+    check_size_and_mix(n_train, mix)
     rng = random.Random(seed)
     app = rng.choice(APPS)
     brand = rng.choice(app.roots) + rng.choice(SUFFIXES)
@@ -772,15 +769,8 @@ def make_learnset_and_references(
 
 
 if __name__ == "__main__":  # a quick look: python bench/learnset_app.py
-    from collections import Counter
-
     s, refs = make_learnset_and_references(0)
-    print(s.system, "|", s.signoff)
-    print(len(s.train), Counter(c["meta"]["kind"] for c in s.train))
-    print(len(s.test), Counter(i["kind"] for i in s.test))
-    train_users = {m["content"] for c in s.train for m in c["messages"] if m["role"] == "user"}
-    leaked = [i for i in s.test if i["messages"][-1]["content"] in train_users and i["kind"] != "style"]
-    print("test questions seen in training:", len(leaked))
+    print_overview(s)
     print(
         "reference replies scored right:",
         sum(score(r, i) for r, i in zip(refs, s.test, strict=True)),
