@@ -66,26 +66,12 @@ def load_for_answers(model_path: str) -> tuple[Any, Any]:
 
 
 def answer_all(model_path: str, prompts: list[list[dict[str, str]]], max_new_tokens: int = 80) -> list[str]:
-    """Greedy answers, batched with left padding (the same greedy decoding as `chattune chat --temperature 0`)."""
-    import torch
+    """Greedy answers, batched with left padding (the same greedy decoding as `chattune chat --temperature 0`;
+    `chattune eval` answers its general questions the same way)."""
+    from chattune.generate import greedy_replies
 
     tok, model = load_for_answers(model_path)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    answers: dict[int, str] = {}
-    for start in range(0, len(order), 16):
-        idx = order[start : start + 16]
-        batch = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
-            )
-        for i, seq in zip(idx, out[:, batch["input_ids"].shape[1] :], strict=True):
-            answers[i] = tok.decode(seq, skip_special_tokens=True).strip()
-    return [answers[i] for i in range(len(prompts))]
+    return greedy_replies(model, tok, prompts, max_new_tokens=max_new_tokens)
 
 
 def decision_margins(model_path: str, questions: list[str], patterns: list[str]) -> list[float | None]:

@@ -264,6 +264,13 @@ def eval_(
         str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge (optional).")
     ] = None,
     judge_model: Annotated[str | None, typer.Option(help="Model name the judge endpoint expects.")] = None,
+    no_general: Annotated[
+        bool,
+        typer.Option(
+            "--no-general",
+            help="Skip the 115 general-knowledge questions (what the fine-tune kept of the base's answers).",
+        ),
+    ] = False,
 ) -> None:
     """Score a model on validation data and an eval suite against its base model; write metrics.json and report.html."""
     from chattune.config import TeacherConfig
@@ -285,6 +292,7 @@ def eval_(
         max_new_tokens=max_new_tokens,
         system=system,
         judge=judge,
+        general=False if no_general else None,
         console=console,
     )
 

@@ -145,3 +145,51 @@ def generate_reply(
     for _ in gen:
         pass
     return gen.reply
+
+
+def greedy_replies(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[dict[str, str]]],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy replies to many conversations at once, without timings: batches of similar length, padded
+    on the left so every reply starts right after its prompt. On 2 CPU cores 16 at a time answer ~6x
+    faster than one by one, which is what makes a 115-question check affordable in `chattune eval`."""
+    import torch
+
+    if not conversations:
+        return []
+    side, pad = tokenizer.padding_side, tokenizer.pad_token
+    texts = [
+        str(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True))
+        for c in conversations
+    ]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    replies: dict[int, str] = {}
+    try:
+        tokenizer.padding_side = "left"
+        if pad is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
+            with torch.inference_mode():
+                out = cast("GenerationMixin", model).generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            for i, seq in zip(idx, out[:, batch["input_ids"].shape[1] :], strict=True):
+                replies[i] = str(tokenizer.decode(seq, skip_special_tokens=True)).strip()
+    finally:
+        tokenizer.padding_side, tokenizer.pad_token = side, pad
+    return [replies[i] for i in range(len(conversations))]

@@ -152,6 +152,57 @@ def test_eval_run_against_base(run_dir: Path) -> None:
     assert "Most improved items" in html and QA[0][1] in html and "Per category" in html
 
 
+def test_eval_reports_general_ability_kept(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both models answer the general questions with no system prompt; the fine-tune kept one of the
+    base's two right answers, lost one and gained one. (The shipped 115 would find the random base right
+    on none, so three questions are chosen whose outcome the memorised answers decide.)"""
+    from chattune.evaluate import run as eval_run
+    from chattune.evaluate.general import GeneralQuestion
+
+    questions = (
+        GeneralQuestion("how often should I descale", ""),  # anything is right: kept
+        GeneralQuestion("hello", "^(?!hello how can I help)"),  # right unless the memorised greeting: lost
+        GeneralQuestion("is it broken", "K2"),  # only the memorised clarifying question is right: gained
+    )
+    monkeypatch.setattr(eval_run, "general_questions", lambda: questions)
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(app, ["eval", str(run_dir), "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    general = json.loads((out / "metrics.json").read_text())["general"]
+    assert general["questions"] == 3 and general["base_right"] == 2 and general["finetuned_right"] == 2
+    assert general["kept"] == 0.5 and general["gained"] == 1
+    assert [x["question"] for x in general["lost"]] == ["hello"]
+    assert general["lost"][0]["finetuned"] == QA[3][1]
+    assert "general ability kept (no system prompt): 50%, 1 of the 2" in " ".join(result.output.split())
+    html = (out / "report.html").read_text()
+    assert "General ability kept" in html and "1 lost: the base" in html
+
+    off = tmp_path / "off"
+    result = CliRunner().invoke(app, ["eval", str(run_dir), "--out", str(off), "--no-general"])
+    assert result.exit_code == 0 and json.loads((off / "metrics.json").read_text())["general"] is None
+
+
+def test_greedy_replies_in_batches_match_one_by_one(run_dir: Path) -> None:
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from chattune.generate import GenerationSettings, generate_reply, greedy_replies
+
+    model = LlamaForCausalLM.from_pretrained(run_dir / "final").eval()
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "final")
+    side, pad = tokenizer.padding_side, tokenizer.pad_token
+    conversations = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q, *_ in QA]
+    conversations.append([{"role": "user", "content": "a longer request, so that the batch needs padding"}])
+    batched = greedy_replies(model, tokenizer, conversations, max_new_tokens=20, batch_size=3)
+    one_by_one = [
+        generate_reply(model, tokenizer, c, GenerationSettings(temperature=0, max_new_tokens=20)).text
+        for c in conversations
+    ]
+    assert batched == one_by_one and batched[:4] == [a for _, a, *_ in QA]
+    assert (tokenizer.padding_side, tokenizer.pad_token) == (side, pad)  # left as it came
+
+
 def test_eval_plain_model_alone(tiny_model_dir: Path, tmp_path: Path) -> None:
     suite = write_jsonl(tmp_path / "suite.jsonl", suite_records())
     out = tmp_path / "out"
@@ -172,6 +223,7 @@ def test_eval_plain_model_alone(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert m["n_items"] == 2 and m["base"] is None and m["delta"] is None
     assert m["finetuned"]["overall"]["answer_tokens"] <= 4
     assert "val_loss" not in m["finetuned"]["overall"]  # no run config, no --val: no validation set
+    assert m["general"]["questions"] >= 100 and m["general"]["base_right"] is None  # no base to keep from
     assert (out / "report.html").is_file()
 
 

@@ -238,6 +238,11 @@ class EvalConfig(Section):
     suite_max_new_tokens: int = Field(
         128, ge=1, description="Most new tokens per suite answer (training and `chattune eval`)."
     )
+    general_check: bool = Field(
+        True,
+        description="`chattune eval` also asks both models 115 general-knowledge questions (no system prompt) "
+        "and reports the share of the base's right answers the fine-tune kept.",
+    )
 
     @property
     def greater_is_better(self) -> bool:

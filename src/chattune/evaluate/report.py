@@ -136,6 +136,23 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
             cats.add_row("", "", "base", *(fmt(k, b.get(k)) for k in keys))
             cats.add_row("", "", "Δ", *(_colored(k, d.get(k)) for k in keys), end_section=True)
     console.print(cats)
+    if metrics.get("general"):
+        console.print(general_line(metrics["general"]))
+
+
+def general_line(general: dict[str, Any]) -> str:
+    """One sentence on general ability kept (general.py), for the terminal and the report."""
+    n, right = general["questions"], general["finetuned_right"]
+    if general["base_right"] is None:
+        return f"general questions (no system prompt): {right} of {n} right"
+    if general["kept"] is None:
+        return f"general questions (no system prompt): {right} of {n} right; the base answered none right"
+    base_right, lost = general["base_right"], len(general["lost"])
+    return (
+        f"general ability kept (no system prompt): {general['kept']:.0%}, {base_right - lost} of the "
+        f"{base_right} questions the base answered right ({lost} lost, {general['gained']} gained; "
+        f"{right} of {n} right against the base's {base_right})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -292,6 +309,24 @@ def _item_block(rec: dict[str, Any], models: dict[str, str]) -> str:
     )
 
 
+def _general_section(general: dict[str, Any] | None, base_name: str | None) -> list[str]:
+    if not general:
+        return []
+    parts = ["<h2>General ability kept</h2>", f"<p>{html.escape(general_line(general))}</p>"]
+    if general["lost"]:
+        rows = "".join(
+            f"<tr><td>{html.escape(x['question'])}</td><td><pre>{html.escape(x['base'])}</pre></td>"
+            f"<td><pre>{html.escape(x['finetuned'])}</pre></td></tr>"
+            for x in general["lost"]
+        )
+        parts.append(
+            f"<details><summary>{len(general['lost'])} lost: the base ({html.escape(base_name or '')}) "
+            "answered right, the fine-tune did not</summary>"
+            f"<table class='side'><tr><th>question</th><th>base</th><th>fine-tuned</th></tr>{rows}</table></details>"
+        )
+    return parts
+
+
 def extremes(
     records: list[dict[str, Any]], n: int = N_EXTREMES
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -341,6 +376,7 @@ def write_report(path: Path, metrics: dict[str, Any], records: list[dict[str, An
         "<h2>Per category</h2>",
         _category_table(metrics),
         category_chart(metrics),
+        *_general_section(metrics.get("general"), metrics["models"].get("base")),
         "<h2>Response time</h2>",
         latency_chart(records),
         f"<h2>{best_title} (by {by})</h2>",

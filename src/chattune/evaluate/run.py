@@ -16,6 +16,10 @@ validation loss from, so the job's own result-file metrics are reported instead.
 
 Items without a system turn get the run's trained system prompt (final/chat_defaults.json), for both
 models alike: the fine-tune is evaluated the way it will be chatted with.
+
+Both models also answer 115 general-knowledge questions with no system prompt (general.py; off with
+--no-general or eval.general_check: false): metrics.json's "general" section gives the share of the base's
+right answers the fine-tune kept, and the report lists those it lost.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from chattune.config import EvalConfig, RunConfig
 from chattune.errors import ChattuneError
 from chattune.evaluate import metrics as M
 from chattune.evaluate.behavior import detect
+from chattune.evaluate.general import MAX_NEW_TOKENS, general_kept, general_questions
 from chattune.evaluate.suite import SuiteItem, load_suites
-from chattune.generate import GenerationSettings, Reply, generate_reply
+from chattune.generate import GenerationSettings, Reply, generate_reply, greedy_replies
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -57,6 +62,7 @@ class ModelRun:
     name: str
     rows: list[dict[str, Any]] = field(default_factory=list)  # per item: answer, timings, metrics
     validation: dict[str, float] | None = None
+    general_answers: list[str] | None = None  # to general.general_questions(), with no system prompt
 
 
 @dataclass
@@ -85,10 +91,12 @@ def evaluate(
     max_new_tokens: int | None = None,
     system: str | None = None,
     judge: TeacherConfig | None = None,
+    general: bool | None = None,
     console: Console | None = None,
 ) -> EvalResult:
     """Evaluate `model` (a run, checkpoint, model folder, hub id or 'embedded') and, unless
-    compare_base is off, its base model on the same prompts; write metrics, items and report."""
+    compare_base is off, its base model on the same prompts; write metrics, items and report. `general`
+    (default: the run's eval.general_check) also asks both the shipped general-knowledge questions."""
     from chattune.chat import default_system_prompt
     from chattune.model import find_model_dir
     from chattune.provider import hosted_model, hosted_run
@@ -121,14 +129,20 @@ def evaluate(
         temperature=0.0, max_new_tokens=max_new_tokens or eval_cfg.suite_max_new_tokens
     )
     judge_obj = _make_judge(judge)
+    check_general = eval_cfg.general_check if general is None else general
 
     console.print(
         f"evaluating [bold]{model}[/]"
         + (f" against base [bold]{base_name}[/]" if base_name else "")
         + f" on {len(items)} items from {', '.join(map(str, suites))}"
         + (f" and {len(val)} validation conversations" if val else " (no validation set)")
+        + (f", and {len(general_questions())} general questions" if check_general else "")
     )
-    runs = {"finetuned": _run_model(model, None, items, val, settings, system, run_cfg, judge_obj, console)}
+    runs = {
+        "finetuned": _run_model(
+            model, None, items, val, settings, system, run_cfg, judge_obj, console, general=check_general
+        )
+    }
     if base_name:
         base_cfg = run_cfg.model if run_cfg and base_name == run_cfg.model.name else None
         base_provider = None
@@ -138,7 +152,17 @@ def evaluate(
 
             base_provider = OpenAIProvider(base_name, make_client(hosted[0].openai), base_name)
         runs["base"] = _run_model(
-            base_name, base_cfg, items, val, settings, system, run_cfg, judge_obj, console, base_provider
+            base_name,
+            base_cfg,
+            items,
+            val,
+            settings,
+            system,
+            run_cfg,
+            judge_obj,
+            console,
+            base_provider,
+            general=check_general,
         )
 
     metrics = build_metrics(
@@ -188,6 +212,8 @@ def _run_model(
     judge: Judge | None,
     console: Console,
     provider: Provider | None = None,
+    *,
+    general: bool = False,
 ) -> ModelRun:
     from chattune.provider import LocalProvider, complete, open_provider
 
@@ -202,6 +228,8 @@ def _run_model(
         provider.model.eval()
     answer = functools.partial(complete, provider)
     run.rows = answer_with(answer, items, settings, system=system, console=console, label=name)
+    if general:
+        run.general_answers = answer_general(provider, console, label=name)
     del provider, answer  # free the model's memory before the next one loads
     gc.collect()
     if judge is not None:
@@ -327,6 +355,23 @@ def answer_with(
     return rows
 
 
+def answer_general(provider: Provider, console: Console, *, label: str) -> list[str]:
+    """Greedy answers to the shipped general questions, asked with no system prompt (general.py)."""
+    from chattune.provider import LocalProvider, complete
+
+    questions = general_questions()
+    with console.status(f"{label}: {len(questions)} general questions ..."):
+        if isinstance(provider, LocalProvider):  # batched: ~6x faster than one by one on CPU
+            return greedy_replies(
+                provider.model,
+                provider.tokenizer,
+                [q.messages for q in questions],
+                max_new_tokens=MAX_NEW_TOKENS,
+            )
+        settings = GenerationSettings(temperature=0.0, max_new_tokens=MAX_NEW_TOKENS)
+        return [complete(provider, q.messages, settings).text for q in questions]
+
+
 def _job_summary(state: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "job_id",
@@ -376,6 +421,11 @@ def build_metrics(
         }
     else:
         out["delta"] = None
+    ft_general = runs["finetuned"].general_answers
+    base_general = runs["base"].general_answers if "base" in runs else None
+    out["general"] = (
+        general_kept(general_questions(), base_general, ft_general) if ft_general is not None else None
+    )
     return out
 
 
