@@ -284,6 +284,8 @@ def main() -> None:
             kept = sum(result["general"][i] for i in base_right) / max(1, len(base_right))
             firm = [i for i in base_right if (base["general_margin"][i] or 0.0) >= FIRM_NATS]
             kept_firm = sum(result["general"][i] for i in firm) / max(1, len(firm))
+            # right where the base was wrong: many of a small model's answers are coin-flips either way
+            gained = sum(now and not was for was, now in zip(base["general"], result["general"], strict=True))
             row = {
                 "seed": seed,
                 "train_seed": train_seed,
@@ -302,6 +304,7 @@ def main() -> None:
                 "base_general_firm": len(firm),
                 "base_heldout": base["overall"],
                 "general_lost": [ls.general[i]["question"] for i in base_right if not result["general"][i]],
+                "general_gained": gained,
             }
             rows.append(row)
             (work / f"{name}.json").write_text(json.dumps(row | {"samples": result["samples"]}, indent=2))
