@@ -5,10 +5,13 @@ usual recipe, on an invented product that no model can know beforehand (bench/le
     python bench/bench_learn.py --seeds 0 1 --trl none   # chattune alone, two invented products
     python bench/bench_learn.py --chattune train.epochs=3 --trl none   # an ablation: any dotted override
     python bench/bench_learn.py --family app --trl none  # the same check on an invented app, worded apart
+    python bench/bench_learn.py --family service --trl none  # ... and on an invented subscription service
 
 `--family device` (the default) invents a physical device (bench/learnset.py); `--family app` invents a
 software product with its own wording, varied clarify and redirect replies and another sign-off
-(bench/learnset_app.py), so a recipe is not judged on one generator's phrasing alone.
+(bench/learnset_app.py); `--family service` invents a subscription service (bike sharing, a gym chain, ...)
+worded independently again, after an outside tester's description (bench/learnset_service.py), so a recipe
+is not judged on one generator's phrasing alone.
 
 For each seed and trainer: held-out accuracy per kind (fact, clarify, out_of_scope, impossible, style;
 greedy, 80 new tokens, regex-scored), general ability kept (general questions asked with no system
@@ -36,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import learnset  # noqa: E402
 import learnset_app  # noqa: E402
+import learnset_service  # noqa: E402
 from learnset import MIXES, LearnSet, score  # noqa: E402
 
 from chattune.config import TrainConfig  # noqa: E402
@@ -47,7 +51,11 @@ KINDS = ["fact", "clarify", "out_of_scope", "impossible", "style"]
 # likeliest tokens (1 nat: the runner-up at most e^-1 = 37% as likely); the rest are near coin-flips.
 FIRM_NATS = 1.0
 # generator families: the same contract (seed, n_train, mix) -> LearnSet, different products and wording
-FAMILIES = {"device": learnset.make_learnset, "app": learnset_app.make_learnset}
+FAMILIES = {
+    "device": learnset.make_learnset,
+    "app": learnset_app.make_learnset,
+    "service": learnset_service.make_learnset,
+}
 # chattune's own train.seed default; TRL runs with it too unless --train-seeds says otherwise
 DEFAULT_TRAIN_SEED: int = TrainConfig.model_fields["seed"].default
 
@@ -222,7 +230,8 @@ def main() -> None:
         "--family",
         choices=list(FAMILIES),
         default="device",
-        help="device: an invented device (learnset.py); app: an invented app worded apart (learnset_app.py)",
+        help="device: an invented device (learnset.py); app: an invented app worded apart (learnset_app.py); "
+        "service: an invented subscription service worded apart again (learnset_service.py)",
     )
     p.add_argument("--trl", choices=["usual", "none"], default="usual")
     p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")

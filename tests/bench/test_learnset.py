@@ -1,6 +1,7 @@
-"""The learnability benchmark's data (bench/learnset.py, and the app family bench/learnset_app.py) is a fair
-test: deterministic from its seed, no held-out question seen in training, and no general question among
-the prompts chattune rehearses. The app family's regexes also score its own reference replies right."""
+"""The learnability benchmark's data (bench/learnset.py, the app family bench/learnset_app.py and the service
+family bench/learnset_service.py) is a fair test: deterministic from its seed, no held-out question seen in
+training, and no general question among the prompts chattune rehearses. The app and service families'
+regexes also score their own reference replies right."""
 
 import re
 import sys
@@ -13,10 +14,15 @@ from chattune.train.rehearsal import general_prompts
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import learnset  # noqa: E402
 import learnset_app  # noqa: E402
+import learnset_service  # noqa: E402
 from learnset import GENERAL, score  # noqa: E402
 
 KINDS = ["fact", "multi_turn", "clarify", "out_of_scope", "impossible", "small_talk"]
-FAMILIES = {"device": learnset.make_learnset, "app": learnset_app.make_learnset}
+FAMILIES = {
+    "device": learnset.make_learnset,
+    "app": learnset_app.make_learnset,
+    "service": learnset_service.make_learnset,
+}
 
 
 @pytest.fixture(params=list(FAMILIES))
@@ -151,3 +157,75 @@ def test_app_out_of_scope_requests_are_neither_general_nor_rehearsed():
     assert not asked & {q.strip().lower() for q, _ in GENERAL}
     assert not asked & {p.strip().lower() for p in general_prompts()}
     assert not asked & {q.strip().lower() for q in learnset.OUT_OF_SCOPE}  # worded apart from learnset.py
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_service_family_has_the_judged_shape(seed):
+    ls = learnset_service.make_learnset(seed)
+    train = {k: sum(c["meta"]["kind"] == k for c in ls.train) for k in KINDS}
+    assert train == {
+        "fact": 104,
+        "multi_turn": 40,
+        "clarify": 64,
+        "out_of_scope": 64,
+        "impossible": 64,
+        "small_talk": 64,
+    }
+    test = {
+        k: sum(it["kind"] == k for it in ls.test)
+        for k in ["fact", "clarify", "out_of_scope", "impossible", "style"]
+    }
+    assert test == {"fact": 52, "clarify": 12, "out_of_scope": 12, "impossible": 10, "style": 12}
+    assert len({tuple(it["patterns"]) for it in ls.test if it["kind"] == "fact"}) == 26  # 26 facts, 2 each
+    assert all(
+        m["content"].endswith("\n\n" + ls.signoff)
+        for c in ls.train
+        for m in c["messages"]
+        if m["role"] == "assistant"
+    )
+    assert len({c["messages"][0]["content"] for c in ls.train}) == 1  # one system prompt
+    multi = [c for c in ls.train if c["meta"]["kind"] == "multi_turn"]
+    assert all([m["role"] for m in c["messages"]] == ["system"] + ["user", "assistant"] * 2 for c in multi)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_service_patterns_score_the_replies_training_teaches(seed):
+    ls, references = learnset_service.make_learnset_and_references(seed)
+    taught = {m["content"] for c in ls.train for m in c["messages"] if m["role"] == "assistant"}
+    facts = [(it, ref) for it, ref in zip(ls.test, references, strict=True) if it["kind"] == "fact"]
+    for it, ref in zip(ls.test, references, strict=True):
+        assert score(ref, it), (it["kind"], it["patterns"], ref)
+        if it["kind"] in ("fact", "style"):
+            assert ref in taught  # the reference is the very reply training gives
+        if it["kind"] == "impossible":
+            assert not score("Sure! " + ref, it)  # agreeing with the premise fails
+            assert not re.search(it["patterns"][0], it["messages"][-1]["content"], re.I)  # parroting fails
+    for it, _ in facts:  # a fact's pattern names its own value: another fact's answer does not score
+        others = [ref for other, ref in facts if other["patterns"] != it["patterns"]]
+        assert not any(score(ref, it) for ref in others), it["patterns"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_service_behaviour_patterns_match_every_training_reply_of_their_kind(seed):
+    ls, references = learnset_service.make_learnset_and_references(seed)
+    for kind in ["clarify", "out_of_scope"]:
+        item = next(it for it in ls.test if it["kind"] == kind)
+        taught = replies(ls, kind)
+        assert taught and all(score(r, item) for r in taught)
+        # and the pattern is no blanket: no fact answer scores as this behaviour
+        facts = [ref for it, ref in zip(ls.test, references, strict=True) if it["kind"] == "fact"]
+        assert not any(score(ref, item) for ref in facts)
+    clarify = set(replies(ls, "clarify"))
+    assert all(r.startswith("Could you clarify ") for r in clarify)
+    assert len(clarify) == 14  # a reply of its own for each ambiguous training request
+    assert len(set(replies(ls, "out_of_scope"))) == len(learnset_service.REDIRECTS)  # redirects vary
+
+
+def test_service_out_of_scope_requests_are_neither_general_nor_rehearsed():
+    asked = {q.strip().lower() for q in learnset_service.OUT_OF_SCOPE}
+    assert len(asked) == 30
+    assert not asked & {q.strip().lower() for q, _ in GENERAL}
+    assert not asked & {p.strip().lower() for p in general_prompts()}
+    # worded apart from the other two families
+    assert not asked & {q.strip().lower() for q in learnset.OUT_OF_SCOPE}
+    assert not asked & {q.strip().lower() for q in learnset_app.OUT_OF_SCOPE}
