@@ -118,9 +118,14 @@ def test_the_app_family_has_the_judged_shape(seed):
     assert len({c["messages"][0]["content"] for c in ls.train}) == 1  # one system prompt
 
 
+# the families worded apart ship reference replies, so their patterns can be checked against them
+WORDED = {"app": learnset_app, "service": learnset_service}
+
+
+@pytest.mark.parametrize("family", list(WORDED))
 @pytest.mark.parametrize("seed", range(6))
-def test_the_app_patterns_score_the_replies_training_teaches(seed):
-    ls, references = learnset_app.make_learnset_and_references(seed)
+def test_the_patterns_score_the_replies_training_teaches(family, seed):
+    ls, references = WORDED[family].make_learnset_and_references(seed)
     taught = {m["content"] for c in ls.train for m in c["messages"] if m["role"] == "assistant"}
     facts = [(it, ref) for it, ref in zip(ls.test, references, strict=True) if it["kind"] == "fact"]
     for it, ref in zip(ls.test, references, strict=True):
@@ -135,9 +140,10 @@ def test_the_app_patterns_score_the_replies_training_teaches(seed):
         assert not any(score(ref, it) for ref in others), it["patterns"]
 
 
+@pytest.mark.parametrize("family", list(WORDED))
 @pytest.mark.parametrize("seed", range(6))
-def test_the_app_behaviour_patterns_match_every_training_reply_of_their_kind(seed):
-    ls, references = learnset_app.make_learnset_and_references(seed)
+def test_the_behaviour_patterns_match_every_training_reply_of_their_kind(family, seed):
+    ls, references = WORDED[family].make_learnset_and_references(seed)
     for kind in ["clarify", "out_of_scope"]:
         item = next(it for it in ls.test if it["kind"] == kind)
         taught = replies(ls, kind)
@@ -148,7 +154,7 @@ def test_the_app_behaviour_patterns_match_every_training_reply_of_their_kind(see
     clarify = set(replies(ls, "clarify"))
     assert all(r.startswith("Could you clarify ") for r in clarify)
     assert len(clarify) == 14  # a reply of its own for each ambiguous training request
-    assert len(set(replies(ls, "out_of_scope"))) == len(learnset_app.REDIRECTS)  # redirects vary
+    assert len(set(replies(ls, "out_of_scope"))) == len(WORDED[family].REDIRECTS)  # redirects vary
 
 
 def test_app_out_of_scope_requests_are_neither_general_nor_rehearsed():
@@ -186,39 +192,6 @@ def test_the_service_family_has_the_judged_shape(seed):
     assert len({c["messages"][0]["content"] for c in ls.train}) == 1  # one system prompt
     multi = [c for c in ls.train if c["meta"]["kind"] == "multi_turn"]
     assert all([m["role"] for m in c["messages"]] == ["system"] + ["user", "assistant"] * 2 for c in multi)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_the_service_patterns_score_the_replies_training_teaches(seed):
-    ls, references = learnset_service.make_learnset_and_references(seed)
-    taught = {m["content"] for c in ls.train for m in c["messages"] if m["role"] == "assistant"}
-    facts = [(it, ref) for it, ref in zip(ls.test, references, strict=True) if it["kind"] == "fact"]
-    for it, ref in zip(ls.test, references, strict=True):
-        assert score(ref, it), (it["kind"], it["patterns"], ref)
-        if it["kind"] in ("fact", "style"):
-            assert ref in taught  # the reference is the very reply training gives
-        if it["kind"] == "impossible":
-            assert not score("Sure! " + ref, it)  # agreeing with the premise fails
-            assert not re.search(it["patterns"][0], it["messages"][-1]["content"], re.I)  # parroting fails
-    for it, _ in facts:  # a fact's pattern names its own value: another fact's answer does not score
-        others = [ref for other, ref in facts if other["patterns"] != it["patterns"]]
-        assert not any(score(ref, it) for ref in others), it["patterns"]
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_the_service_behaviour_patterns_match_every_training_reply_of_their_kind(seed):
-    ls, references = learnset_service.make_learnset_and_references(seed)
-    for kind in ["clarify", "out_of_scope"]:
-        item = next(it for it in ls.test if it["kind"] == kind)
-        taught = replies(ls, kind)
-        assert taught and all(score(r, item) for r in taught)
-        # and the pattern is no blanket: no fact answer scores as this behaviour
-        facts = [ref for it, ref in zip(ls.test, references, strict=True) if it["kind"] == "fact"]
-        assert not any(score(ref, item) for ref in facts)
-    clarify = set(replies(ls, "clarify"))
-    assert all(r.startswith("Could you clarify ") for r in clarify)
-    assert len(clarify) == 14  # a reply of its own for each ambiguous training request
-    assert len(set(replies(ls, "out_of_scope"))) == len(learnset_service.REDIRECTS)  # redirects vary
 
 
 def test_service_out_of_scope_requests_are_neither_general_nor_rehearsed():
