@@ -92,9 +92,15 @@ def test_a_size_beyond_the_generator_is_refused(make_learnset):
         make_learnset(0, 20_000)
 
 
+# the families worded apart ship reference replies, so their patterns can be checked against them
+WORDED = {"app": learnset_app, "service": learnset_service}
+HELD_OUT_PREMISES = {"app": 12, "service": 10}  # the service family holds out 10 false premises
+
+
+@pytest.mark.parametrize("family", list(WORDED))
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_app_family_has_the_judged_shape(seed):
-    ls = learnset_app.make_learnset(seed)
+def test_the_family_has_the_judged_shape(family, seed):
+    ls = WORDED[family].make_learnset(seed)
     train = {k: sum(c["meta"]["kind"] == k for c in ls.train) for k in KINDS}
     assert train == {
         "fact": 104,
@@ -108,7 +114,14 @@ def test_the_app_family_has_the_judged_shape(seed):
         k: sum(it["kind"] == k for it in ls.test)
         for k in ["fact", "clarify", "out_of_scope", "impossible", "style"]
     }
-    assert test == {"fact": 52, "clarify": 12, "out_of_scope": 12, "impossible": 12, "style": 12}
+    assert test == {
+        "fact": 52,
+        "clarify": 12,
+        "out_of_scope": 12,
+        "impossible": HELD_OUT_PREMISES[family],
+        "style": 12,
+    }
+    assert len({tuple(it["patterns"]) for it in ls.test if it["kind"] == "fact"}) == 26  # 26 facts, 2 each
     assert all(
         m["content"].endswith("\n\n" + ls.signoff)
         for c in ls.train
@@ -116,10 +129,8 @@ def test_the_app_family_has_the_judged_shape(seed):
         if m["role"] == "assistant"
     )
     assert len({c["messages"][0]["content"] for c in ls.train}) == 1  # one system prompt
-
-
-# the families worded apart ship reference replies, so their patterns can be checked against them
-WORDED = {"app": learnset_app, "service": learnset_service}
+    multi = [c for c in ls.train if c["meta"]["kind"] == "multi_turn"]
+    assert all([m["role"] for m in c["messages"]] == ["system"] + ["user", "assistant"] * 2 for c in multi)
 
 
 @pytest.mark.parametrize("family", list(WORDED))
@@ -163,35 +174,6 @@ def test_app_out_of_scope_requests_are_neither_general_nor_rehearsed():
     assert not asked & {q.strip().lower() for q, _ in GENERAL}
     assert not asked & {p.strip().lower() for p in general_prompts()}
     assert not asked & {q.strip().lower() for q in learnset.OUT_OF_SCOPE}  # worded apart from learnset.py
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_service_family_has_the_judged_shape(seed):
-    ls = learnset_service.make_learnset(seed)
-    train = {k: sum(c["meta"]["kind"] == k for c in ls.train) for k in KINDS}
-    assert train == {
-        "fact": 104,
-        "multi_turn": 40,
-        "clarify": 64,
-        "out_of_scope": 64,
-        "impossible": 64,
-        "small_talk": 64,
-    }
-    test = {
-        k: sum(it["kind"] == k for it in ls.test)
-        for k in ["fact", "clarify", "out_of_scope", "impossible", "style"]
-    }
-    assert test == {"fact": 52, "clarify": 12, "out_of_scope": 12, "impossible": 10, "style": 12}
-    assert len({tuple(it["patterns"]) for it in ls.test if it["kind"] == "fact"}) == 26  # 26 facts, 2 each
-    assert all(
-        m["content"].endswith("\n\n" + ls.signoff)
-        for c in ls.train
-        for m in c["messages"]
-        if m["role"] == "assistant"
-    )
-    assert len({c["messages"][0]["content"] for c in ls.train}) == 1  # one system prompt
-    multi = [c for c in ls.train if c["meta"]["kind"] == "multi_turn"]
-    assert all([m["role"] for m in c["messages"]] == ["system"] + ["user", "assistant"] * 2 for c in multi)
 
 
 def test_service_out_of_scope_requests_are_neither_general_nor_rehearsed():
