@@ -6,6 +6,7 @@ usual recipe, on an invented product that no model can know beforehand (bench/le
     python bench/bench_learn.py --chattune train.epochs=3 --trl none   # an ablation: any dotted override
     python bench/bench_learn.py --family app --trl none  # the same check on an invented app, worded apart
     python bench/bench_learn.py --family service --trl none  # ... and on an invented subscription service
+    python bench/bench_learn.py --short-system --trl none  # shorter conversations: ~27,000 tokens an epoch
 
 `--family device` (the default) invents a physical device (bench/learnset.py); `--family app` invents a
 software product with its own wording, varied clarify and redirect replies and another sign-off
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,27 @@ def evaluate(model_path: str, ls: LearnSet) -> dict[str, Any]:
     }
 
 
+def with_short_system(ls: LearnSet) -> LearnSet:
+    """The same set under a one-line system prompt (no persona or manner): ~36 fewer tokens in each
+    conversation, ~27,000 tokens an epoch instead of ~40,500, near the ~30,000 that issue #13's tester's
+    set implies (its 3 epochs were 96 steps of two 512-token rows). The sign-off is learned from the
+    replies alone."""
+    short = f"You are {ls.brand}'s assistant."
+
+    def swap(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [
+            m | {"content": short} if m["role"] == "system" and m["content"] == ls.system else m
+            for m in messages
+        ]
+
+    return replace(
+        ls,
+        system=short,
+        train=[c | {"messages": swap(c["messages"])} for c in ls.train],
+        test=[it | {"messages": swap(it["messages"])} for it in ls.test],
+    )
+
+
 def train_chattune(work: Path, overrides: list[str]) -> tuple[str, float]:
     config = work / "chattune.yaml"
     config.write_text(f"model:\n  name: embedded\ndata:\n  train_file: {work / 'train.jsonl'}\n")
@@ -233,6 +256,11 @@ def main() -> None:
         help="device: an invented device (learnset.py); app: an invented app worded apart (learnset_app.py); "
         "service: an invented subscription service worded apart again (learnset_service.py)",
     )
+    p.add_argument(
+        "--short-system",
+        action="store_true",
+        help="a one-line system prompt: ~27,000 tokens an epoch instead of ~40,500 (near the tester's set's size)",
+    )
     p.add_argument("--trl", choices=["usual", "none"], default="usual")
     p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")
     p.add_argument(
@@ -256,11 +284,14 @@ def main() -> None:
     runs = [(seed, t) for seed in a.seeds for t in (a.train_seeds or [None])]
     for seed, train_seed in runs:
         ls = FAMILIES[a.family](seed, a.n_train, a.mix)
+        if a.short_system:
+            ls = with_short_system(ls)
         # the defaults (device family, even mix) keep their old paths; any other set gets its own folder
         family = "" if a.family == "device" else f"-{a.family}"
         mix = "" if a.mix == "even" else f"-{a.mix}"
+        short = "-short" if a.short_system else ""
         work = OUT / (
-            f"seed{seed}-{a.tag}{family}{mix}" + (f"-t{train_seed}" if train_seed is not None else "")
+            f"seed{seed}-{a.tag}{family}{mix}{short}" + (f"-t{train_seed}" if train_seed is not None else "")
         )
         work.mkdir(parents=True, exist_ok=True)
         with (work / "train.jsonl").open("w") as f:
@@ -302,6 +333,7 @@ def main() -> None:
                 "tag": a.tag,
                 "n_train": a.n_train,
                 "mix": a.mix,
+                "short_system": a.short_system,
                 "family": a.family,
                 "overrides": overrides if name == "chattune" else [],
                 "train_seconds": round(seconds, 1),

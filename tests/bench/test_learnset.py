@@ -184,3 +184,16 @@ def test_service_out_of_scope_requests_are_neither_general_nor_rehearsed():
     # worded apart from the other two families
     assert not asked & {q.strip().lower() for q in learnset.OUT_OF_SCOPE}
     assert not asked & {q.strip().lower() for q in learnset_app.OUT_OF_SCOPE}
+
+
+def test_the_short_system_variant_changes_only_the_system_prompt(make_learnset):
+    from bench_learn import with_short_system
+
+    full = make_learnset(0, 400, "even")
+    short = with_short_system(full)
+    assert {c["messages"][0]["content"] for c in short.train} == {short.system}
+    assert all(it["messages"][0]["content"] == short.system for it in short.test)
+    assert len(short.system) < len(full.system) / 3
+    for a, b in zip(full.train + full.test, short.train + short.test, strict=True):
+        assert a["messages"][1:] == b["messages"][1:] and a.get("kind") == b.get("kind")
+    assert short.general == full.general

@@ -10,9 +10,12 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
 - rows are as long as the longest conversation needs (a power of two, 256 to data.max_length), so a row
   holds a few conversations and a step sees a controlled number of them;
 - epochs: enough passes that ~TARGET_SEEN conversations go by (a small set needs several passes for
-  its facts to stick; a large one needs one), 1 to 10;
-- conversations per optimizer step: CONVS_PER_STEP, growing with the square root of what the run sees,
-  so small sets get many small steps and large sets larger batches (up to 64);
+  its facts to stick; a large one needs one), 1 to 10, and no more passes than keep the run within
+  TOKEN_BUDGET tokens of the user's data (never under one pass): a run on ~400 short conversations gets
+  three passes, one on longer conversations ~2.4, and either trains in ~4 minutes on 2 cores;
+- conversations per optimizer step: CONVS_PER_STEP, growing with the square root of what the run sees
+  (anchored at BATCH_ANCHOR_SEEN), so small sets get many small steps and large sets larger batches
+  (up to 64);
 - learning rate: PEAK_LR for a 135M model, scaled by sqrt(135M / parameters) (larger models want
   smaller steps), x10 for LoRA (only the small adapter moves);
 - warm-up: 5% of the steps; cosine decay (the class default) to 0;
@@ -34,8 +37,10 @@ from dataclasses import dataclass
 
 from chattune.config import RunConfig
 
-TARGET_SEEN = 800  # conversations seen over the whole run, before the 1..10 epoch clamp
-CONVS_PER_STEP = 8  # conversations per optimizer step at TARGET_SEEN; grows with sqrt(seen)
+TARGET_SEEN = 1200  # conversations seen over the whole run, before the 1..10 epoch clamp
+TOKEN_BUDGET = 100_000  # the user's tokens over the whole run, beyond the first pass (~4 min on 2 cores)
+BATCH_ANCHOR_SEEN = 800  # conversations seen at which a step holds CONVS_PER_STEP of them
+CONVS_PER_STEP = 8  # conversations per optimizer step at BATCH_ANCHOR_SEEN; grows with sqrt(seen)
 PEAK_LR = 2e-4  # full fine-tuning of a 135M model
 REFERENCE_PARAMS = 135e6
 LORA_LR_FACTOR = 10.0
@@ -95,7 +100,16 @@ def resolve_recipe(
     )
     n = shape.conversations
     epochs_for_data: float = min(10, max(1, TARGET_SEEN // n))
-    why = f"{n} conversations: ~{TARGET_SEEN} seen in all (1 to 10 passes) lets a small set's facts stick"
+    why = f"{n} conversations: ~{TARGET_SEEN:,} seen in all (1 to 10 passes) lets a small set's facts stick"
+    if epochs_for_data > 1 and epochs_for_data * shape.tokens > TOKEN_BUDGET:
+        # Passes beyond the first are bounded by compute, so a set of long conversations stays within
+        # minutes; rounded down to a tenth so the bound holds. Deterministic from the data, so
+        # `validate`, `train` and a resumed run agree.
+        epochs_for_data = max(1.0, math.floor(10 * TOKEN_BUDGET / shape.tokens) / 10)
+        why = (
+            f"{n} conversations of {shape.tokens:,} tokens: passes toward ~{TARGET_SEEN:,} seen, "
+            f"at most ~{TOKEN_BUDGET:,} tokens in all (a few minutes on 2 cores)"
+        )
     budget = cfg.train.time_budget_minutes
     if budget and seconds_per_token:
         # Rehearsal conversations carry no domain system prompt: they are counted whole.
@@ -109,7 +123,7 @@ def resolve_recipe(
             why = f"what fits train.time_budget_minutes={budget:g} (~{1 / seconds_per_token:,.0f} tokens/s{saving})"
     epochs = choose("train", "epochs", float(epochs_for_data), why)
     seen = n * epochs
-    convs_per_step = min(64, max(CONVS_PER_STEP, round(CONVS_PER_STEP * math.sqrt(seen / TARGET_SEEN))))
+    convs_per_step = min(64, max(CONVS_PER_STEP, round(CONVS_PER_STEP * math.sqrt(seen / BATCH_ANCHOR_SEEN))))
     # Rows per step from how densely conversations pack at the chosen length.
     mean_tokens = shape.tokens / n
     convs_per_row = max(1.0, int(max_length) / mean_tokens * 0.93)  # packing fills rows ~93%
