@@ -11,7 +11,8 @@ from chattune.train.recipe import DataShape, resolve_recipe
 from chattune.train.setup import apply_recipe, tokenize_data, total_steps
 from tests.helpers import support_conversations, write_jsonl
 
-SUPPORT_SET = DataShape(conversations=400, longest=240, tokens=400 * 110)
+# 400 support conversations whose shared beginnings (the system prompt) are 40% of their tokens
+SUPPORT_SET = DataShape(conversations=400, longest=240, tokens=400 * 110, prefix_share=0.4)
 
 
 def config(tmp_path: Path, text: str = "", overrides: list[str] | None = None) -> RunConfig:
@@ -36,7 +37,7 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
     assert cfg.train.freeze_embeddings
     assert cfg.train.layer_lr_decay == 1.0  # an option, not chosen (README, Recipe auto)
     assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two
-    assert cfg.train.epochs == 2.2  # three passes would be 132,000 tokens: bounded at ~100,000
+    assert cfg.train.epochs == 2.1  # three passes would compute 79,200 tokens: bounded at ~56,000
     assert 1.5e-4 <= cfg.train.learning_rate <= 2.5e-4
     # ~2 conversations per 256-token row: a step of a few rows, so ~100 steps, not the old 8
     rows = 400 * 110 / (256 * 0.93)
@@ -48,7 +49,7 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
 def test_smaller_sets_get_more_epochs_and_larger_models_a_smaller_rate(tmp_path):
     small, _ = resolve_recipe(config(tmp_path), DataShape(100, 200, 100 * 100), 135_000_000)
     large, _ = resolve_recipe(config(tmp_path), DataShape(10_000, 200, 10_000 * 100), 135_000_000)
-    assert small.train.epochs == 10 and large.train.epochs == 1
+    assert small.train.epochs == 5.6 and large.train.epochs == 1  # 10 passes of 10,000 tokens: bounded
     big_model, _ = resolve_recipe(config(tmp_path), SUPPORT_SET, 1_700_000_000)
     assert big_model.train.learning_rate < 0.5 * small.train.learning_rate
     lora, choices = resolve_recipe(
@@ -59,13 +60,19 @@ def test_smaller_sets_get_more_epochs_and_larger_models_a_smaller_rate(tmp_path)
 
 
 def test_passes_beyond_the_first_are_bounded_by_the_data_s_tokens(tmp_path):
-    # ~400 short conversations (the tester's set is ~30,000 tokens): three full passes
-    short, _ = resolve_recipe(config(tmp_path), DataShape(380, 150, 380 * 78), 135_000_000)
-    # the same number of longer ones: fewer passes, so the run stays within the token bound
-    long, choices = resolve_recipe(config(tmp_path), DataShape(380, 200, 380 * 107), 135_000_000)
-    assert short.train.epochs == 3 and long.train.epochs == 2.4
-    assert long.train.epochs * 380 * 107 <= 100_000 < (long.train.epochs + 0.1) * 380 * 107
-    assert "100,000 tokens" in {c.key: c.why for c in choices}["train.epochs"]
+    # ~400 conversations under a one-line system prompt, and the same under a long shared one: about the
+    # same tokens computed a pass, so about the same passes, bounded below the three 1,200 seen asks for
+    short, _ = resolve_recipe(config(tmp_path), DataShape(380, 150, 380 * 71, prefix_share=0.2), 135_000_000)
+    long, choices = resolve_recipe(
+        config(tmp_path), DataShape(380, 200, 380 * 107, prefix_share=0.42), 135_000_000
+    )
+    assert (short.train.epochs, long.train.epochs) == (2.5, 2.3)
+    computed = 380 * 107 * (1 - 0.42)
+    assert long.train.epochs * computed <= 56_000 < (long.train.epochs + 0.1) * computed
+    assert "56,000 computed" in {c.key: c.why for c in choices}["train.epochs"]
+    # a set that computes little a pass gets the passes its size asks for
+    tiny_rows, _ = resolve_recipe(config(tmp_path), DataShape(380, 60, 380 * 40), 135_000_000)
+    assert tiny_rows.train.epochs == 3
     # a large set of long conversations is still seen once in full, whatever its tokens
     huge, _ = resolve_recipe(config(tmp_path), DataShape(2_000, 900, 2_000 * 400), 135_000_000)
     assert huge.train.epochs == 1
@@ -159,7 +166,7 @@ def test_a_time_budget_fits_the_epochs(tmp_path):
     slow, choices = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=0.01)
     assert slow.train.epochs < 1 and "time_budget" in {c.key: c.why for c in choices}["train.epochs"]
     fast, _ = resolve_recipe(cfg, SUPPORT_SET, 135_000_000, seconds_per_token=1e-5)
-    assert fast.train.epochs == 2.2  # the data's own rule: a generous budget adds nothing
+    assert fast.train.epochs == 2.1  # the data's own rule: a generous budget adds nothing
     # Shared prefixes skip 40% of the tokens: the same budget fits more passes, and says why.
     shared, choices = resolve_recipe(
         cfg, replace(SUPPORT_SET, prefix_saving=0.4), 135_000_000, seconds_per_token=0.002

@@ -11,8 +11,11 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   holds a few conversations and a step sees a controlled number of them;
 - epochs: enough passes that ~TARGET_SEEN conversations go by (a small set needs several passes for
   its facts to stick; a large one needs one), 1 to 10, and no more passes than keep the run within
-  TOKEN_BUDGET tokens of the user's data (never under one pass): a run on ~400 short conversations gets
-  three passes, one on longer conversations ~2.4, and either trains in ~4 minutes on 2 cores;
+  COMPUTE_BUDGET computed tokens of the user's data (never under one pass). Computed tokens are the
+  tokens less the conversations' shared beginnings (a system prompt is computed once per micro-batch on
+  CPU), which is what a run's time follows: ~400 support conversations compute 21,000-24,000 tokens a
+  pass whether their system prompt is one line or four, so they get ~2.3-2.6 passes, ~4 minutes on 2
+  cores. The same count on every machine, so a run's recipe does not depend on where it trains;
 - conversations per optimizer step: CONVS_PER_STEP, growing with the square root of what the run sees
   (anchored at BATCH_ANCHOR_SEEN), so small sets get many small steps and large sets larger batches
   (up to 64);
@@ -24,7 +27,8 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   took ~10% less time (README, "Recipe auto").
 
 Checked on the benchmark at 100, 400, 2,000 and 10,000 conversations (77%, 89%, 90%, 86% held-out;
-README, "Data-set size").
+README, "Data-set size"; measured before the compute bound, with 8, 2, 1 and 1 passes), and the bounded
+passes on three generator families (README, "The rule of 2026-12-06").
 
 It is a pure function of the data shape and the model size, so `chattune validate` and `chattune train`
 agree, and a run resumed (or a config saved and loaded again) resolves to the same values.
@@ -38,7 +42,7 @@ from dataclasses import dataclass
 from chattune.config import RunConfig
 
 TARGET_SEEN = 1200  # conversations seen over the whole run, before the 1..10 epoch clamp
-TOKEN_BUDGET = 100_000  # the user's tokens over the whole run, beyond the first pass (~4 min on 2 cores)
+COMPUTE_BUDGET = 56_000  # computed tokens of the user's data over the run, beyond the first pass (~4 min)
 BATCH_ANCHOR_SEEN = 800  # conversations seen at which a step holds CONVS_PER_STEP of them
 CONVS_PER_STEP = 8  # conversations per optimizer step at BATCH_ANCHOR_SEEN; grows with sqrt(seen)
 PEAK_LR = 2e-4  # full fine-tuning of a 135M model
@@ -57,6 +61,7 @@ class DataShape:
     longest: int  # tokens of the longest conversation (after data.max_length truncation)
     tokens: int  # all tokens of all conversations
     prefix_saving: float = 0.0  # share of them that shared prefixes skip (0 where batches are not shared)
+    prefix_share: float = 0.0  # share of them that repeat a micro-batch neighbour's beginning, on any machine
 
 
 @dataclass(frozen=True)
@@ -101,14 +106,15 @@ def resolve_recipe(
     n = shape.conversations
     epochs_for_data: float = min(10, max(1, TARGET_SEEN // n))
     why = f"{n} conversations: ~{TARGET_SEEN:,} seen in all (1 to 10 passes) lets a small set's facts stick"
-    if epochs_for_data > 1 and epochs_for_data * shape.tokens > TOKEN_BUDGET:
-        # Passes beyond the first are bounded by compute, so a set of long conversations stays within
-        # minutes; rounded down to a tenth so the bound holds. Deterministic from the data, so
-        # `validate`, `train` and a resumed run agree.
-        epochs_for_data = max(1.0, math.floor(10 * TOKEN_BUDGET / shape.tokens) / 10)
+    computed = shape.tokens * (1 - shape.prefix_share)
+    if epochs_for_data > 1 and epochs_for_data * computed > COMPUTE_BUDGET:
+        # Passes beyond the first are bounded by compute, so a small set trains in minutes; rounded down
+        # to a tenth so the bound holds. Deterministic from the data, so `validate`, `train` and a resumed
+        # run agree.
+        epochs_for_data = max(1.0, math.floor(10 * COMPUTE_BUDGET / computed) / 10)
         why = (
-            f"{n} conversations of {shape.tokens:,} tokens: passes toward ~{TARGET_SEEN:,} seen, "
-            f"at most ~{TOKEN_BUDGET:,} tokens in all (a few minutes on 2 cores)"
+            f"{n} conversations, {computed:,.0f} tokens computed a pass ({shape.tokens:,} less shared "
+            f"beginnings): passes toward ~{TARGET_SEEN:,} seen, at most ~{COMPUTE_BUDGET:,} computed in all"
         )
     budget = cfg.train.time_budget_minutes
     if budget and seconds_per_token:

@@ -157,17 +157,20 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
 
     if cfg.train.recipe != "auto":
         return cfg, []
+    from chattune.train.batching import prefix_saving
+
     shape = DataShape(
         conversations=len(data.train),
         longest=max(len(ex) for ex in data.train + data.val),  # validation rows are packed alike
         tokens=sum(len(ex) for ex in data.train),
+        # What micro-batches of ~CONVS_PER_STEP conversations would not compute again: the epochs' compute
+        # bound counts it, from the data alone (not the hardware, nor train.seed).
+        prefix_share=prefix_saving(data.train, CONVS_PER_STEP),
     )
     n_params = model_parameter_count(cfg.model.name)
     seconds_per_token = None
     if cfg.train.time_budget_minutes and n_params:
         if _shares_prefixes(cfg.train, cfg.model):
-            from chattune.train.batching import prefix_saving
-
             # A small set's step is ~CONVS_PER_STEP conversations, split across the processes; a larger
             # step (or the user's batch size) shares more, so the fit errs short, not over the budget.
             per_micro_batch = max(1, CONVS_PER_STEP // world_size)
