@@ -120,6 +120,25 @@ def test_validate_and_train_resolve_the_same_recipe_and_step_count(tmp_path, tin
     assert total_steps(resolved.train, micro) >= 2 * resolved.train.epochs
 
 
+def test_the_compute_bound_leaves_out_a_shared_system_prompt(tmp_path, tiny_model_dir):
+    # The same conversations under one long system prompt, and under a long one that differs in its first
+    # word: the same raw tokens, but only the shared one is computed once per micro-batch.
+    from chattune.model import load_tokenizer
+
+    manual = " ".join(f"rule {i}: keep replies short and name the product." for i in range(8))
+    epochs = {}
+    for name, prompt in {"shared": lambda i: manual, "distinct": lambda i: f"{i} {manual}"}.items():
+        convs = support_conversations(60)
+        for i, c in enumerate(convs):
+            c["messages"] = [{"role": "system", "content": prompt(i)}, *c["messages"]]
+        train_file = write_jsonl(tmp_path / f"{name}.jsonl", convs)
+        cfg = load_config(None, [f"model.name={tiny_model_dir}", f"data.train_file={train_file}"])
+        resolved, choices = apply_recipe(cfg, tokenize_data(cfg, load_tokenizer(cfg.model)))
+        epochs[name] = (resolved.train.epochs, {c.key: c.why for c in choices}["train.epochs"])
+    assert epochs["distinct"][0] < epochs["shared"][0]
+    assert "computed a pass" in epochs["distinct"][1]
+
+
 def test_rehearsal_answers_are_the_base_models_own_and_cached_per_model(tmp_path, monkeypatch):
     from chattune.config import ModelConfig
     from chattune.train import rehearsal

@@ -14,7 +14,7 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   COMPUTE_BUDGET computed tokens of the user's data (never under one pass). Computed tokens are the
   tokens less the conversations' shared beginnings (a system prompt is computed once per micro-batch on
   CPU), which is what a run's time follows: ~400 support conversations compute 21,000-24,000 tokens a
-  pass whether their system prompt is one line or four, so they get ~2.3-2.6 passes, ~4 minutes on 2
+  pass whether their system prompt is one line or four, so they get ~2.2-2.8 passes, ~4 minutes on 2
   cores. The same count on every machine, so a run's recipe does not depend on where it trains;
 - conversations per optimizer step: CONVS_PER_STEP, growing with the square root of what the run sees
   (anchored at BATCH_ANCHOR_SEEN), so small sets get many small steps and large sets larger batches
