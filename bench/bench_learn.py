@@ -128,8 +128,11 @@ def evaluate(model_path: str, ls: LearnSet) -> dict[str, Any]:
     answers = answer_all(model_path, [it["messages"] for it in ls.test] + general_prompts)
     test_answers, general_answers = answers[: len(ls.test)], answers[len(ls.test) :]
     per_kind: dict[str, list[bool]] = defaultdict(list)
+    misses = []
     for it, a in zip(ls.test, test_answers, strict=True):
         per_kind[it["kind"]].append(score(a, it))
+        if not per_kind[it["kind"]][-1]:
+            misses.append({"kind": it["kind"], "q": it["messages"][-1]["content"], "a": a})
     general = [
         score(a, {"patterns": [g["pattern"]], "forbid": []})
         for g, a in zip(ls.general, general_answers, strict=True)
@@ -138,6 +141,7 @@ def evaluate(model_path: str, ls: LearnSet) -> dict[str, Any]:
         "overall": sum(sum(v) for v in per_kind.values()) / sum(len(v) for v in per_kind.values()),
         "per_kind": {k: sum(v) / len(v) for k, v in per_kind.items()},
         "general": general,
+        "misses": misses,  # every held-out item answered wrongly, to read what went wrong
         "samples": [
             {"kind": it["kind"], "q": it["messages"][-1]["content"], "a": a}
             for it, a in list(zip(ls.test, test_answers, strict=True))[::6]
@@ -348,7 +352,9 @@ def main() -> None:
                 "general_gained": gained,
             }
             rows.append(row)
-            (work / f"{name}.json").write_text(json.dumps(row | {"samples": result["samples"]}, indent=2))
+            (work / f"{name}.json").write_text(
+                json.dumps(row | {"samples": result["samples"], "misses": result.get("misses", [])}, indent=2)
+            )
             print(json.dumps(row), flush=True)
     print()
     header = (

@@ -184,6 +184,15 @@ class TrainConfig(Section):
         "general requests, asked without a system prompt, so tuning on one domain keeps what the model "
         "could do elsewhere (chattune/train/rehearsal.py). recipe=auto chooses it when unset.",
     )
+    scope_pairs: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Add this share (of the training conversations, at most one per shipped general request) "
+        "of general requests asked under the data's system prompt and answered with the data's own redirect "
+        "reply, found in the data (chattune/train/scope_pairs.py); none when the data redirects nothing. "
+        "An option: on the benchmark it lifted out-of-scope answers and cost facts (README, Recipe auto).",
+    )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")
     max_nonfinite: int = Field(

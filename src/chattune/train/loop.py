@@ -53,6 +53,7 @@ from chattune.train.monitor import MetricsLog, plot_losses
 from chattune.train.recipe import Choice, describe
 from chattune.train.schedule import lr_at
 from chattune.train.setup import (
+    TokenizedData,
     apply_recipe,
     build_model,
     data_changes,
@@ -151,8 +152,11 @@ def run(
         print_recipe(choices, console)
         _record_recipe(run_dir, cfg, choices)
         _check_same_data(run_dir, data.records, bool(resume and candidates), console)
+    n_user = len(data.train)
     if cfg.train.rehearsal:  # after the recipe, which is resolved on the user's data alone
-        data.train += _rehearsal_examples(cfg, tokenizer, len(data.train), accelerator, console)
+        data.train += _rehearsal_examples(cfg, tokenizer, n_user, accelerator, console)
+    if cfg.train.scope_pairs:
+        data.train += _scope_pair_examples(cfg, tokenizer, data, n_user, console if main else None)
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
     val_rows = pack(data.val, cfg.data.max_length, packing=cfg.data.packing)
     if main:
@@ -743,6 +747,40 @@ def _rehearsal_examples(
     if accelerator.is_main_process:
         console.print(f"rehearsal: {len(examples)} of the base model's own general answers join training")
     start = n_train  # keep source indices unique after the user's conversations
+    for i, ex in enumerate(examples):
+        ex.source_index = start + i
+    return examples
+
+
+def _scope_pair_examples(
+    cfg: RunConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    data: TokenizedData,
+    n_user: int,
+    console: Console | None,
+) -> list[TokenizedExample]:
+    """Tokenised scope pairs (see scope_pairs.py)."""
+    from chattune.data.tokenize import tokenize_conversations
+    from chattune.train.scope_pairs import scope_pair_conversations
+
+    if data.redirect is None:
+        if console:
+            why = data.redirect_unknown or "the data redirects no off-topic requests"
+            console.print(f"[yellow]train.scope_pairs={cfg.train.scope_pairs:g} adds nothing: {why}[/]")
+        return []
+    conversations = scope_pair_conversations(data.redirect, round(cfg.train.scope_pairs * n_user))
+    examples, _ = tokenize_conversations(
+        conversations,
+        tokenizer,
+        max_length=cfg.data.max_length,
+        trained_roles=frozenset(cfg.data.train_on_roles),
+    )
+    if console:
+        console.print(
+            f"scope pairs: {len(examples)} general requests asked under the data's system prompt and "
+            f"redirected ({data.redirect.describe()})"
+        )
+    start = len(data.train)  # source indices stay unique after the user's and rehearsal's conversations
     for i, ex in enumerate(examples):
         ex.source_index = start + i
     return examples

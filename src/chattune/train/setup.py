@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from chattune.train.scope_pairs import Redirect
+
 
 def load_conversations(data: DataConfig, seed: int) -> tuple[list[Conversation], list[Conversation]]:
     """Train and validation conversations: the single place training reads data from.
@@ -83,6 +85,8 @@ class TokenizedData:
     # "file:line" -> a hash of the record, for every conversation read: tells a resumed run whether its
     # data changed since the checkpoints were written, and where
     records: dict[str, str] = field(default_factory=dict)
+    redirect: Redirect | None = None  # the data's redirect reply, where scope pairs may be added
+    redirect_unknown: str | None = None  # why no redirect was looked for
 
 
 def record_hashes(conversations: list[Conversation]) -> dict[str, str]:
@@ -129,7 +133,16 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
     )
     system_prompt = systems.most_common(1)[0][0] if systems else None
     records = record_hashes(train_convs + val_convs)
-    return TokenizedData(train, val, train_stats, val_stats, system_prompt, records)
+    data = TokenizedData(train, val, train_stats, val_stats, system_prompt, records)
+    if cfg.train.scope_pairs > 0:
+        from chattune.train.rehearsal import general_prompts
+        from chattune.train.scope_pairs import find_redirect
+
+        try:
+            data.redirect = find_redirect(train_convs, general_prompts())
+        except ChattuneError as e:  # the offline embedding model is not installed
+            data.redirect_unknown = f"no redirect looked for: {e}"
+    return data
 
 
 def _shares_prefixes(train: TrainConfig, model: ModelConfig) -> bool:
