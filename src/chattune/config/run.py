@@ -191,7 +191,7 @@ class TrainConfig(Section):
         description="Add this share (of the training conversations, at most one per shipped general request) "
         "of general requests asked under the data's system prompt and answered with the data's own redirect "
         "reply, found in the data (chattune/train/scope_pairs.py); none when the data redirects nothing. "
-        "An option: on the benchmark it lifted out-of-scope answers and cost facts (README, Recipe auto).",
+        "recipe=auto chooses 0.1 where the data redirects, 0 elsewhere, when unset.",
     )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")
@@ -316,6 +316,7 @@ RECIPE_KEYS: dict[str, tuple[str, ...]] = {
         "grad_accum",
         "warmup_ratio",
         "rehearsal",
+        "scope_pairs",
         "freeze_embeddings",
     ),
     "data": ("max_length",),

@@ -22,6 +22,9 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
 - learning rate: PEAK_LR for a 135M model, scaled by sqrt(135M / parameters) (larger models want
   smaller steps), x10 for LoRA (only the small adapter moves);
 - warm-up: 5% of the steps; cosine decay (the class default) to 0;
+- where the data redirects off-topic requests, scope pairs (scope_pairs.py): general requests asked
+  under the data's system prompt and answered with its redirect, a tenth as many as its conversations;
+  over six benchmark products out of scope rose from 71% to 93% at the same held-out;
 - full fine-tuning keeps the token embeddings and output head frozen: on three of the benchmark's support
   sets the domain was learned as well, general answers were kept a little better on average, and training
   took ~10% less time (README, "Recipe auto").
@@ -50,6 +53,7 @@ REFERENCE_PARAMS = 135e6
 LORA_LR_FACTOR = 10.0
 WARMUP_RATIO = 0.05
 REHEARSAL = 0.15  # share of rehearsal conversations added to the user's
+SCOPE_PAIRS = 0.1  # share of scope pairs added where the data redirects off-topic requests
 MAX_TOKENS_PER_MICRO_BATCH = 4096  # beyond this a step accumulates gradients (memory stays flat)
 
 
@@ -62,6 +66,8 @@ class DataShape:
     tokens: int  # all tokens of all conversations
     prefix_saving: float = 0.0  # share of them that shared prefixes skip (0 where batches are not shared)
     prefix_share: float = 0.0  # share of them that repeat a micro-batch neighbour's beginning, on any machine
+    redirect: str | None = None  # the data's redirect of off-topic requests, described (scope_pairs.py)
+    redirect_unknown: str | None = None  # why no redirect was looked for
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,18 @@ def resolve_recipe(
         REHEARSAL,
         "the base model's own answers to general requests keep its general ability (rehearsal.py)",
     )
+    if shape.redirect:
+        choose(
+            "train",
+            "scope_pairs",
+            SCOPE_PAIRS,
+            f"{shape.redirect}: general requests asked under its system prompt and redirected tie the "
+            "redirect to the prompt, not to the requests it happened to see (scope_pairs.py)",
+        )
+    else:
+        choose(
+            "train", "scope_pairs", 0.0, shape.redirect_unknown or "the data redirects no off-topic requests"
+        )
     if cfg.train.warmup_steps is None:  # warm-up given in steps by the user excludes a ratio
         choose("train", "warmup_ratio", WARMUP_RATIO, "a short linear warm-up, then cosine decay")
     return out, choices

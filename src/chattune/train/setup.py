@@ -134,7 +134,8 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
     system_prompt = systems.most_common(1)[0][0] if systems else None
     records = record_hashes(train_convs + val_convs)
     data = TokenizedData(train, val, train_stats, val_stats, system_prompt, records)
-    if cfg.train.scope_pairs > 0:
+    auto_pairs = cfg.train.recipe == "auto" and not cfg.user_set("train", "scope_pairs")
+    if auto_pairs or cfg.train.scope_pairs > 0:
         from chattune.train.rehearsal import general_prompts
         from chattune.train.scope_pairs import find_redirect
 
@@ -179,6 +180,8 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
         # What micro-batches of ~CONVS_PER_STEP conversations would not compute again: the epochs' compute
         # bound counts it, from the data alone (not the hardware, nor train.seed).
         prefix_share=prefix_saving(data.train, CONVS_PER_STEP),
+        redirect=data.redirect.describe() if data.redirect else None,
+        redirect_unknown=data.redirect_unknown,
     )
     n_params = model_parameter_count(cfg.model.name)
     seconds_per_token = None
