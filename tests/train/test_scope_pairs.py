@@ -1,5 +1,7 @@
 """Scope pairs: the data's own redirect is found, and general requests are redirected under its prompt."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -179,6 +181,8 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
     assert cfg.train.scope_pairs == 0.1 and data.redirect is not None  # recipe auto adds them
     pairs = _scope_pair_examples(cfg, tokenizer, data, len(data.train), Console(quiet=True))
     assert len(pairs) == round(0.1 * 26)  # a tenth of the user's conversations
+    data.redirect = dataclasses.replace(data.redirect, conversations=2)
+    assert len(_scope_pair_examples(cfg, tokenizer, data, len(data.train), Console(quiet=True))) == 2
     first = tokenizer.decode(pairs[0].input_ids)
     assert SYSTEM in first and data.redirect.pair_requests[0] in first and REDIRECT in first
     trained = tokenizer.decode(

@@ -768,7 +768,10 @@ def _scope_pair_examples(
             why = data.redirect_unknown or "the data redirects no off-topic requests"
             console.print(f"[yellow]train.scope_pairs={cfg.train.scope_pairs:g} adds nothing: {why}[/]")
         return []
-    conversations = scope_pair_conversations(data.redirect, round(cfg.train.scope_pairs * n_user))
+    # No more pairs than the data's own redirected conversations: they sharpen the data's behaviour and
+    # must not outweigh it (the quickstart redirects 6 of 321, where a tenth would be 32 pairs).
+    count = min(round(cfg.train.scope_pairs * n_user), data.redirect.conversations)
+    conversations = scope_pair_conversations(data.redirect, count)
     examples, _ = tokenize_conversations(
         conversations,
         tokenizer,
