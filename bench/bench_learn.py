@@ -265,6 +265,11 @@ def main() -> None:
         action="store_true",
         help="a one-line system prompt: ~27,000 tokens an epoch instead of ~40,500 (near the tester's set's size)",
     )
+    p.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="train on each distinct conversation once (the generators repeat some conversations up to 14 times)",
+    )
     p.add_argument("--trl", choices=["usual", "none"], default="usual")
     p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")
     p.add_argument(
@@ -290,10 +295,12 @@ def main() -> None:
         ls = FAMILIES[a.family](seed, a.n_train, a.mix)
         if a.short_system:
             ls = with_short_system(ls)
+        if a.dedupe:
+            ls = replace(ls, train=list({json.dumps(c["messages"]): c for c in ls.train}.values()))
         # the defaults (device family, even mix) keep their old paths; any other set gets its own folder
         family = "" if a.family == "device" else f"-{a.family}"
         mix = "" if a.mix == "even" else f"-{a.mix}"
-        short = "-short" if a.short_system else ""
+        short = ("-short" if a.short_system else "") + ("-dedupe" if a.dedupe else "")
         work = OUT / (
             f"seed{seed}-{a.tag}{family}{mix}{short}" + (f"-t{train_seed}" if train_seed is not None else "")
         )
@@ -338,6 +345,7 @@ def main() -> None:
                 "n_train": a.n_train,
                 "mix": a.mix,
                 "short_system": a.short_system,
+                "dedupe": a.dedupe,
                 "family": a.family,
                 "overrides": overrides if name == "chattune" else [],
                 "train_seconds": round(seconds, 1),

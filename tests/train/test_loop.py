@@ -266,6 +266,36 @@ def test_early_stopping_with_patience(tiny_model_dir, train_file, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ((), "step-000006"),
+        (("output.final_weights=best",), "step-000002"),
+        (("eval.metric=val_loss",), "step-000002"),
+    ],
+)
+def test_final_holds_the_last_weights_unless_selection_was_asked_for(
+    tiny_model_dir, train_file, tmp_path, setting, expected
+):
+    """min_delta=100 makes step 2 the best; with no early stopping and no chosen metric, final/ keeps the
+    annealed last weights all the same."""
+    cfg = config(
+        tiny_model_dir,
+        train_file,
+        tmp_path,
+        "train.max_steps=6",
+        "eval.every_steps=2",
+        "eval.min_delta=100",
+        *setting,
+    )
+    result = run(cfg)
+    assert result.best_step == 2 and result.steps == 6
+    assert (
+        json.loads((cfg.run_dir / "final" / "chat_defaults.json").read_text())["from_checkpoint"] == expected
+    )
+    assert result.final_checkpoint == expected and expected in result.summary()
+
+
 def test_existing_run_is_not_overwritten_without_resume(tiny_model_dir, train_file, tmp_path):
     cfg = config(tiny_model_dir, train_file, tmp_path, "train.max_steps=2")
     run(cfg)

@@ -285,9 +285,11 @@ class OutputConfig(Section):
     merge_lora: bool = Field(
         True, description="LoRA: also write the merged full model to final/ next to the adapter."
     )
-    final_weights: Literal["best", "last"] = Field(
-        "best",
-        description="final/ holds the best checkpoint by eval.metric (when validation ran), or the last one.",
+    final_weights: Literal["auto", "best", "last"] = Field(
+        "auto",
+        description="What final/ holds: best, the checkpoint with the best eval.metric (when validation ran); "
+        "last, the last one; auto, the best where early stopping is on (eval.patience) or eval.metric is set, "
+        "else the last.",
     )
     overwrite: bool = Field(
         False, description="Replace an existing run of the same name instead of refusing to start."

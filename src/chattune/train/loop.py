@@ -93,13 +93,15 @@ class RunResult:
     best_step: int | None
     stopped_early: bool
     final_metrics: dict[str, float] = field(default_factory=dict)
+    final_checkpoint: str | None = None  # the checkpoint final/ was written from
 
     def summary(self) -> str:
         best = (
             f", best {self.best_metric:.4f} at step {self.best_step}" if self.best_metric is not None else ""
         )
         early = " (stopped early)" if self.stopped_early else ""
-        return f"{self.steps} steps{early}{best}; model in {self.run_dir / 'final'}"
+        source = f" (from {self.final_checkpoint})" if self.final_checkpoint else ""
+        return f"{self.steps} steps{early}{best}; model in {self.run_dir / 'final'}{source}"
 
 
 def run(
@@ -476,15 +478,24 @@ def run(
             metrics_log.close()
 
     # ---- finish -------------------------------------------------------------------------------------
+    final_checkpoint = None
     if main:
-        _write_final(cfg, state, data.system_prompt)
+        final_checkpoint = _write_final(cfg, state, data.system_prompt)
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
         write_status(run_dir, "finished", step=state.step)
         if tracker:
             reports = ("final", "loss.png", "metrics.jsonl", "config.yaml", "status.json")
             tracker.end("FINISHED", artifacts=[run_dir / name for name in reports])
     accelerator.wait_for_everyone()
-    return RunResult(run_dir, state.step, state.best_metric, state.best_step, state.stopped_early, last_eval)
+    return RunResult(
+        run_dir,
+        state.step,
+        state.best_metric,
+        state.best_step,
+        state.stopped_early,
+        last_eval,
+        final_checkpoint,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -681,11 +692,23 @@ def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return inner if isinstance(inner, torch.optim.Optimizer) else optimizer
 
 
-def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | None) -> Path:
-    """final/: the best checkpoint's model (or the last one without validation), loadable by plain
-    transformers. LoRA runs get the adapter in final/adapter and, by default, the merged model in final/."""
+def _final_is_best(cfg: RunConfig) -> bool:
+    """`output.final_weights: auto` takes the best checkpoint only where the user asked for selection
+    (early stopping, or a metric of their choosing), else the last: a cosine schedule's last steps anneal
+    the weights, and on a small validation split the "best" step is noise. Two of fifteen benchmark runs
+    had their lowest validation loss at step 100 of 125-132 (by 0.0005 and 0.0017); their last weights
+    scored 1.5 and 2.4 points more held-out."""
+    if cfg.output.final_weights != "auto":
+        return cfg.output.final_weights == "best"
+    return cfg.eval.patience is not None or cfg.user_set("eval", "metric")
+
+
+def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | None) -> str:
+    """final/: the last or the best checkpoint's model (_final_is_best), loadable by plain transformers;
+    returns the checkpoint's name. LoRA runs get the adapter in final/adapter and, by default, the merged
+    model in final/."""
     root = cfg.run_dir / "checkpoints"
-    best_step = state.best_step if cfg.output.final_weights == "best" else None
+    best_step = state.best_step if _final_is_best(cfg) else None
     source = ckpt.checkpoint_dir(root, best_step) if best_step is not None else ckpt.latest_checkpoint(root)
     assert source is not None and source.is_dir()
     final = cfg.run_dir / "final"
@@ -712,7 +735,7 @@ def _write_final(cfg: RunConfig, state: ckpt.TrainState, system_prompt: str | No
             indent=2,
         )
     )
-    return final
+    return source.name
 
 
 def _prefix_saving_line(micro_batches: list[list[Row]], pad_id: int) -> str:
