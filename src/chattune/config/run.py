@@ -188,7 +188,8 @@ class TrainConfig(Section):
         0.0,
         ge=0,
         le=1,
-        description="Add this share (of the training conversations, at most one per shipped general request) "
+        description="Add this share (of the training conversations, at most one per shipped general request and no more than the data's "
+        "own redirected conversations) "
         "of general requests asked under the data's system prompt and answered with the data's own redirect "
         "reply, found in the data (chattune/train/scope_pairs.py); none when the data redirects nothing. "
         "recipe=auto chooses 0.1 where the data redirects, 0 elsewhere, when unset.",

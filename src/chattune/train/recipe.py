@@ -23,7 +23,8 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   smaller steps), x10 for LoRA (only the small adapter moves);
 - warm-up: 5% of the steps; cosine decay (the class default) to 0;
 - where the data redirects off-topic requests, scope pairs (scope_pairs.py): general requests asked
-  under the data's system prompt and answered with its redirect, a tenth as many as its conversations;
+  under the data's system prompt and answered with its redirect, a tenth as many as its conversations
+  (no more than it redirects itself);
   over six benchmark products out of scope rose from 71% to 93% at the same held-out;
 - full fine-tuning keeps the token embeddings and output head frozen: on three of the benchmark's support
   sets the domain was learned as well, general answers were kept a little better on average, and training
