@@ -397,15 +397,19 @@ def test_holdout_keeps_augmented_copies_with_their_original():
     from chattune.data.conversation import Conversation, Message
     from chattune.train.setup import holdout
 
-    def c(meta):
+    def c(meta, q):
         return Conversation(
-            messages=[Message(role="user", content="q"), Message(role="assistant", content="a")], meta=meta
+            messages=[Message(role="user", content=q), Message(role="assistant", content="a")], meta=meta
         )
 
     convs = []
     for i in range(30):
-        convs += [c({"id": f"o{i}"}), c({"augmented_from": f"o{i}"}), c({"augmented_from": f"o{i}"})]
-    convs.append(c({"id": "pinned", "split": "val"}))
+        convs += [
+            c({"id": f"o{i}"}, f"q{i}"),
+            c({"augmented_from": f"o{i}"}, f"Q{i}"),
+            c({"augmented_from": f"o{i}"}, f"q{i}?"),
+        ]
+    convs.append(c({"id": "pinned", "split": "val"}, "pinned"))
     train, val = holdout(convs, 0.2, seed=3)
     assert len(train) + len(val) == len(convs)
     group = lambda x: x.meta.get("augmented_from", x.meta.get("id"))  # noqa: E731

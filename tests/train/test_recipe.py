@@ -26,6 +26,7 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
     chosen = {c.key: c.value for c in choices}
     assert set(chosen) == {
         "data.max_length",
+        "data.max_copies",
         "train.epochs",
         "train.batch_size",
         "train.grad_accum",
@@ -270,3 +271,23 @@ def test_the_embedded_model_uses_its_shipped_answers(monkeypatch):
     shipped = rehearsal.rehearsal_conversations(ModelConfig(name="embedded"), 200, seed=0)
     assert len(shipped) >= 80  # answers that ended, of the 116 prompts
     assert {c.messages[0].content for c in shipped} <= set(rehearsal.general_prompts())
+
+
+def test_auto_trains_a_repeated_conversation_once_unless_the_user_says_otherwise(tmp_path):
+    from chattune.train.recipe import copies_kept
+
+    assert copies_kept(config(tmp_path)) == 1
+    assert copies_kept(config(tmp_path, overrides=["data.max_copies=null"])) is None
+    assert copies_kept(config(tmp_path, overrides=["data.max_copies=3"])) == 3
+    assert copies_kept(config(tmp_path, overrides=["train.recipe=manual"])) is None  # manual: as written
+
+    repeated = replace(SUPPORT_SET, conversations=250, tokens=250 * 110, copies_left_out=150)
+    cfg, choices = resolve_recipe(config(tmp_path), repeated, n_params=135_000_000)
+    why = {c.key: c.why for c in choices}["data.max_copies"]
+    assert cfg.data.max_copies == 1 and why.startswith("150 conversation(s) repeating another word for word")
+    # the passes follow what is left: 250 distinct conversations get more of them than 400 did
+    assert (
+        cfg.train.epochs > resolve_recipe(config(tmp_path), SUPPORT_SET, n_params=135_000_000)[0].train.epochs
+    )
+    # saved and loaded again, the config lets auto choose again
+    assert "max_copies" not in cfg.to_yaml().split("train:")[0]

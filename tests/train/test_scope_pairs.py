@@ -167,6 +167,7 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
             f"model.name={tiny_model_dir}",
             f"data.train_file={train_file}",
             "data.val_fraction=0",
+            "data.max_copies=null",  # all 26, repeats included
         ],
     )
     tokenizer = load_tokenizer(cfg.model)

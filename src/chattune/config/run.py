@@ -38,6 +38,13 @@ class DataConfig(Section):
     max_length: int = Field(
         1024, ge=16, description="Tokens per sequence; longer conversations are cut at the end."
     )
+    max_copies: int | None = Field(
+        None,
+        ge=1,
+        description="Keep at most this many copies of a training conversation whose messages repeat another's "
+        "exactly; the rest are left out before the validation split, each named in the run's data_stats.json. "
+        "null keeps every copy. Unset under train.recipe=auto: 1 (each conversation trained once, as `data prepare` leaves it).",
+    )
     packing: bool = Field(
         True,
         description="Pack several conversations into each row, kept apart by per-sequence position ids "
@@ -322,7 +329,7 @@ RECIPE_KEYS: dict[str, tuple[str, ...]] = {
         "scope_pairs",
         "freeze_embeddings",
     ),
-    "data": ("max_length",),
+    "data": ("max_length", "max_copies"),
 }
 
 

@@ -256,9 +256,10 @@ def _validation_conversations(
     train_file = run_cfg.data.train_file
     if train_file is None or not Path(train_file).is_file():
         return [], None
+    from chattune.train.recipe import copies_kept
     from chattune.train.setup import load_conversations
 
-    held_out = load_conversations(run_cfg.data, run_cfg.train.seed)[1]
+    held_out = load_conversations(run_cfg.data, run_cfg.train.seed, copies_kept(run_cfg)).val
     return held_out, f"{train_file} (held-out {run_cfg.data.val_fraction:.0%}, seed {run_cfg.train.seed})"
 
 

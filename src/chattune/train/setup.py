@@ -27,7 +27,14 @@ from chattune.data.tokenize import (
 )
 from chattune.errors import ChattuneError
 from chattune.hardware import resolve_precision
-from chattune.train.recipe import CONVS_PER_STEP, Choice, DataShape, describe, resolve_recipe
+from chattune.train.recipe import (
+    CONVS_PER_STEP,
+    Choice,
+    DataShape,
+    copies_kept,
+    describe,
+    resolve_recipe,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -36,30 +43,72 @@ if TYPE_CHECKING:
     from chattune.train.scope_pairs import Redirect
 
 
-def load_conversations(data: DataConfig, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+@dataclass
+class Conversations:
+    train: list[Conversation]
+    val: list[Conversation]
+    # (record, the record it repeats) for each copy past data.max_copies, left out before the split
+    copies_left_out: list[tuple[str, str]] = field(default_factory=list)
+
+
+def load_conversations(data: DataConfig, seed: int, max_copies: int | None = None) -> Conversations:
     """Train and validation conversations: the single place training reads data from.
 
-    Files are data.train_file / data.val_file, or what `chattune data prepare` wrote. Without a
+    Files are data.train_file / data.val_file, or what `chattune data prepare` wrote. A conversation whose
+    messages repeat another's exactly is kept at most `max_copies` times (None: every copy). Without a
     validation file, a seeded data.val_fraction of the training conversations is held out.
     """
     from chattune.data.training_files import resolve_training_files
 
     train_file, val_file = resolve_training_files(data)
-    train = read_jsonl(train_file)
+    train, left_out = limit_copies(read_jsonl(train_file), max_copies)
     if val_file is not None:
-        return train, read_jsonl(val_file)
-    return holdout(train, data.val_fraction, seed)
+        return Conversations(train, read_jsonl(val_file), left_out)
+    return Conversations(*holdout(train, data.val_fraction, seed), left_out)
+
+
+MessagesKey = tuple[tuple[str, str, int | None], ...]  # a conversation's messages, as a dict key
+
+
+def _messages_key(conv: Conversation) -> MessagesKey:
+    return tuple((m.role, m.content, m.weight) for m in conv.messages)
+
+
+def limit_copies(
+    conversations: list[Conversation], max_copies: int | None
+) -> tuple[list[Conversation], list[tuple[str, str]]]:
+    """The conversations with at most `max_copies` of each exact repeat (the first ones, in file order),
+    and (record, the record it repeats) for each one left out."""
+    if max_copies is None:
+        return conversations, []
+    first: dict[MessagesKey, tuple[str, int]] = {}  # -> (the first copy's record, copies so far)
+    kept: list[Conversation] = []
+    left_out: list[tuple[str, str]] = []
+    for i, conv in enumerate(conversations):
+        key = _messages_key(conv)
+        source, copies = first.get(key, (conv.source or f"#{i}", 0))
+        first[key] = (source, copies + 1)
+        if copies < max_copies:
+            kept.append(conv)
+        else:
+            left_out.append((conv.source or f"#{i}", source))
+    return kept, left_out
 
 
 def holdout(
     conversations: list[Conversation], fraction: float, seed: int
 ) -> tuple[list[Conversation], list[Conversation]]:
     """Seeded train/validation split that never separates an original from its augmented copies
-    (grouped by meta.id / meta.augmented_from) and honours an explicit meta.split."""
+    (grouped by meta.id / meta.augmented_from) nor from its exact repeats (a repeat in both halves would
+    make validation loss a training loss), and honours an explicit meta.split."""
     if fraction == 0 or len(conversations) < 2:
         return conversations, []
+    group_of_messages: dict[MessagesKey, str] = {}
     group_of = [
-        str(c.meta.get("augmented_from", c.meta.get("id", f"#{i}"))) for i, c in enumerate(conversations)
+        group_of_messages.setdefault(
+            _messages_key(c), str(c.meta.get("augmented_from", c.meta.get("id", f"#{i}")))
+        )
+        for i, c in enumerate(conversations)
     ]
     pinned = {
         g: c.meta["split"]
@@ -85,6 +134,7 @@ class TokenizedData:
     # "file:line" -> a hash of the record, for every conversation read: tells a resumed run whether its
     # data changed since the checkpoints were written, and where
     records: dict[str, str] = field(default_factory=dict)
+    copies_left_out: list[tuple[str, str]] = field(default_factory=list)  # see Conversations
     redirect: Redirect | None = None  # the data's redirect reply, where scope pairs may be added
     redirect_unknown: str | None = None  # why no redirect was looked for
 
@@ -114,7 +164,8 @@ def data_changes(before: dict[str, str], now: dict[str, str]) -> str | None:
 
 
 def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> TokenizedData:
-    train_convs, val_convs = load_conversations(cfg.data, cfg.train.seed)
+    loaded = load_conversations(cfg.data, cfg.train.seed, copies_kept(cfg))
+    train_convs, val_convs = loaded.train, loaded.val
     train, train_stats = tokenize_conversations(
         train_convs,
         tokenizer,
@@ -133,7 +184,7 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
     )
     system_prompt = systems.most_common(1)[0][0] if systems else None
     records = record_hashes(train_convs + val_convs)
-    data = TokenizedData(train, val, train_stats, val_stats, system_prompt, records)
+    data = TokenizedData(train, val, train_stats, val_stats, system_prompt, records, loaded.copies_left_out)
     auto_pairs = cfg.train.recipe == "auto" and not cfg.user_set("train", "scope_pairs")
     if auto_pairs or cfg.train.scope_pairs > 0:
         from chattune.train.rehearsal import general_prompts
@@ -182,6 +233,7 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
         prefix_share=prefix_saving(data.train, CONVS_PER_STEP),
         redirect=data.redirect.describe() if data.redirect else None,
         redirect_unknown=data.redirect_unknown,
+        copies_left_out=len(data.copies_left_out),
     )
     n_params = model_parameter_count(cfg.model.name)
     seconds_per_token = None
@@ -329,6 +381,14 @@ def compile_layers(model: torch.nn.Module) -> int:
     return len(layers)
 
 
+def copies_line(left_out: list[tuple[str, str]], max_copies: int | None) -> str:
+    record, repeats = left_out[0]
+    return (
+        f"{len(left_out)} conversation(s) repeating another past data.max_copies={max_copies} left out "
+        f"(first: {record} repeats {repeats}; data.max_copies: null keeps them)"
+    )
+
+
 def stats_table(title: str, stats: TokenizeStats) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_row("conversations", str(stats.conversations))
@@ -363,6 +423,8 @@ def validate_run(cfg: RunConfig, *, console: Console, world_size: int = 1) -> To
     data = tokenize_data(cfg, tokenizer)
     cfg, choices = apply_recipe(cfg, data, world_size)
     print_recipe(choices, console)
+    if data.copies_left_out:
+        console.print(copies_line(data.copies_left_out, cfg.data.max_copies))
     console.print(stats_table("training data", data.train_stats))
     console.print(stats_table("validation data", data.val_stats))
     if data.train_stats.dropped_no_target:
