@@ -98,7 +98,9 @@ def test_validate_shows_statistics_and_the_trained_tokens(run_config):
     result = runner.invoke(app, ["validate", str(run_config)])
     assert result.exit_code == 0, result.output
     assert "config ok" in result.output and "one training example" in result.output
-    assert "kept" in result.output and "18" in result.output  # 24 conversations, 25% held out
+    # 24 conversations of 8 distinct: each trained once (recipe auto), the 16 repeats named, 2 of 8 held out
+    assert "16 conversation(s) repeating another" in _flat(result.output)
+    assert "kept" in result.output and "6 conversations ->" in result.output
 
 
 def test_train_then_resume_then_chat(run_config, tmp_path):
