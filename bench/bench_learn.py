@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -265,17 +265,6 @@ def main() -> None:
         action="store_true",
         help="a one-line system prompt: ~27,000 tokens an epoch instead of ~40,500 (near the tester's set's size)",
     )
-    p.add_argument(
-        "--dedupe",
-        action="store_true",
-        help="train on each distinct conversation once (the generators repeat some conversations up to 14 times)",
-    )
-    p.add_argument(
-        "--max-copies",
-        type=int,
-        help="keep at most this many copies of each conversation (--dedupe is 1); rehearsal stays at the raw "
-        "conversations' count",
-    )
     p.add_argument("--trl", choices=["usual", "none"], default="usual")
     p.add_argument("--chattune", nargs="*", default=[], help="dotted overrides for the chattune run")
     p.add_argument(
@@ -301,28 +290,10 @@ def main() -> None:
         ls = FAMILIES[a.family](seed, a.n_train, a.mix)
         if a.short_system:
             ls = with_short_system(ls)
-        copies = 1 if a.dedupe else a.max_copies
-        rehearsal_raw: list[str] = []
-        if copies:
-            seen: Counter[str] = Counter()
-            kept = []
-            for c in ls.train:
-                seen[key := json.dumps(c["messages"])] += 1
-                if seen[key] <= copies:
-                    kept.append(c)
-            if a.max_copies:  # rehearsal counted on the raw conversations (less the 5% validation holdout)
-                rehearsal_raw = [
-                    f"train.rehearsal={0.15 * round(0.95 * len(ls.train)) / round(0.95 * len(kept)):.4f}"
-                ]
-            ls = replace(ls, train=kept)
         # the defaults (device family, even mix) keep their old paths; any other set gets its own folder
         family = "" if a.family == "device" else f"-{a.family}"
         mix = "" if a.mix == "even" else f"-{a.mix}"
-        short = (
-            ("-short" if a.short_system else "")
-            + ("-dedupe" if a.dedupe else "")
-            + (f"-copies{a.max_copies}" if a.max_copies else "")
-        )
+        short = "-short" if a.short_system else ""
         work = OUT / (
             f"seed{seed}-{a.tag}{family}{mix}{short}" + (f"-t{train_seed}" if train_seed is not None else "")
         )
@@ -341,9 +312,7 @@ def main() -> None:
                 "embedded", [g["question"] for g in ls.general], [g["pattern"] for g in ls.general]
             )
             base_file.write_text(json.dumps(base))
-        overrides = (
-            rehearsal_raw + a.chattune + ([f"train.seed={train_seed}"] if train_seed is not None else [])
-        )
+        overrides = a.chattune + ([f"train.seed={train_seed}"] if train_seed is not None else [])
         trl_seed = DEFAULT_TRAIN_SEED if train_seed is None else train_seed
         trainers = [] if a.no_chattune else [("chattune", lambda w=work, o=overrides: train_chattune(w, o))]
         if a.trl == "usual":
@@ -369,8 +338,6 @@ def main() -> None:
                 "n_train": a.n_train,
                 "mix": a.mix,
                 "short_system": a.short_system,
-                "dedupe": a.dedupe,
-                "max_copies": a.max_copies,
                 "family": a.family,
                 "overrides": overrides if name == "chattune" else [],
                 "train_seconds": round(seconds, 1),
