@@ -38,6 +38,7 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
     }
     assert cfg.train.scope_pairs == 0  # this shape redirects nothing
     assert cfg.train.freeze_embeddings
+    assert cfg.train.common_directions == 0  # an option, not chosen (README, Common directions)
     assert cfg.train.layer_lr_decay == 1.0  # an option, not chosen (README, Recipe auto)
     assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two
     assert cfg.train.epochs == 2.1  # three passes would compute 79,200 tokens: bounded at ~56,000
@@ -83,7 +84,9 @@ def test_passes_beyond_the_first_are_bounded_by_the_data_s_tokens(tmp_path):
 
 def test_keys_the_user_sets_win_and_manual_changes_nothing(tmp_path):
     cfg = config(
-        tmp_path, "train:\n  learning_rate: 5.0e-5\n", ["train.epochs=4", "train.freeze_embeddings=false"]
+        tmp_path,
+        "train:\n  learning_rate: 5.0e-5\n",
+        ["train.epochs=4", "train.freeze_embeddings=false"],
     )
     resolved, choices = resolve_recipe(cfg, SUPPORT_SET, 135_000_000)
     assert resolved.train.learning_rate == 5e-5 and resolved.train.epochs == 4

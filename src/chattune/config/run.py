@@ -176,6 +176,16 @@ class TrainConfig(Section):
         "layers, which hold more of what the model knew, move less; 1 gives every layer the same rate. On the "
         "benchmark 0.95 kept more general answers and learned the domain less (README, Recipe auto).",
     )
+    common_directions: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Full fine-tuning: keep each decoder weight's action on the input directions general text "
+        "has in common at the base model's (the top principal directions of its inputs on the base model's own "
+        "general answers, as many as hold this share of their energy; chattune/train/common_directions.py); "
+        "0 turns it off. On the benchmark 0.6 kept more general answers and learned the domain less "
+        "(README, Recipe auto).",
+    )
     neftune_alpha: float | None = Field(
         None,
         gt=0,

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from chattune.data.tokenize import TokenizedExample, TokenizeStats
+    from chattune.train.common_directions import CommonDirections
 
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
 # Generation metrics on eval.suite_file at each evaluation: chattune.evaluate.during_training.suite_metrics. Passed in,
@@ -202,6 +203,7 @@ def run(
     optimizer = _optimizer(model, cfg.train)
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
     sharding = _sharding(accelerator, console if main else None)
+    guard = _common_directions(cfg, model, tokenizer, resume_from, sharding, console if main else None)
     state = ckpt.TrainState()
     if resume_from is not None:
         if sharding != "deepspeed":
@@ -278,7 +280,9 @@ def run(
         return metrics
 
     def save() -> None:
-        _save_checkpoint(accelerator, loss_module, optimizer, tokenizer, cfg, state, sharding == "fsdp")
+        _save_checkpoint(
+            accelerator, loss_module, optimizer, tokenizer, cfg, state, sharding == "fsdp", guard
+        )
         accelerator.wait_for_everyone()
 
     # ---- train ------------------------------------------------------------------------------------
@@ -386,6 +390,8 @@ def run(
                         )
                 else:
                     optimizer.step()
+                    if guard is not None:
+                        guard.restore()
                     state.nonfinite_in_row = 0
                     running += step_sums
                 step_sums.zero_()
@@ -620,6 +626,7 @@ def _save_checkpoint(
     cfg: RunConfig,
     state: ckpt.TrainState,
     fsdp: bool,
+    guard: CommonDirections | None = None,
 ) -> None:
     """Every process calls this: under FSDP and DeepSpeed ZeRO-3 gathering the full state dict is a
     collective (a rank-0-only call would hang), as is gathering FSDP's sharded optimizer state; the main
@@ -640,6 +647,8 @@ def _save_checkpoint(
     def save_weights(folder: Path) -> None:
         model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
+        if guard is not None:
+            guard.save(folder)
 
     root = cfg.run_dir / "checkpoints"
     ckpt.save_checkpoint(
@@ -823,6 +832,70 @@ def _scope_pair_examples(
     for i, ex in enumerate(examples):
         ex.source_index = start + i
     return examples
+
+
+def _common_directions(
+    cfg: RunConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    resume_from: Path | None,
+    sharding: str,
+    console: Console | None,
+) -> CommonDirections | None:
+    """The guard of train.common_directions: measured on the base model, or read back on resume."""
+    from chattune.train.common_directions import FILE, CommonDirections
+    from chattune.train.rehearsal import general_answers, general_prompts
+
+    if not cfg.train.common_directions:
+        return None
+    off = (
+        f"{cfg.train.method} trains an adapter, not the weights"
+        if cfg.train.method != "full"
+        else f"{sharding} shards each weight across the processes"
+        if sharding != "none"
+        else None
+    )
+    if off:
+        if console:
+            console.print(f"[yellow]train.common_directions={cfg.train.common_directions:g} is off: {off}[/]")
+        return None
+    if resume_from is not None and (resume_from / FILE).is_file():
+        if console:
+            console.print(f"common directions: read back from {resume_from.name}")
+        return CommonDirections.load(model, resume_from)
+    if resume_from is not None:
+        raise ChattuneError(
+            f"{resume_from} has no {FILE} (it was saved without train.common_directions): resume with "
+            "train.common_directions=0, or start again"
+        )
+    # the base model's own general answers, as rehearsal trains them; the requests alone where it
+    # finished none (a tiny or odd model), so the general inputs are always measured
+    answered = general_answers(cfg.model)
+    conversations = (
+        [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in answered]
+        if answered
+        else [[{"role": "user", "content": q}] for q in general_prompts()]
+    )
+    texts = [str(tokenizer.apply_chat_template(c, tokenize=False)) for c in conversations]
+
+    def encode(text: str) -> torch.Tensor:
+        return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+
+    start = time.perf_counter()
+    guard = CommonDirections.measure(model, encode, texts, cfg.train.common_directions)
+    if not guard.anchors:
+        if console:
+            console.print(
+                "[yellow]train.common_directions is off: the model has no linear layers in decoder layers[/]"
+            )
+        return None
+    if console:
+        console.print(
+            f"common directions: {guard.held_share:.1%} of each layer's input directions keep the base "
+            f"model's weights (measured on {len(texts)} general {'answers' if answered else 'requests'} "
+            f"in {time.perf_counter() - start:.0f} s; train.common_directions)"
+        )
+    return guard
 
 
 def _past_budget(accelerator: Accelerator, elapsed: float, budget_minutes: float) -> bool:

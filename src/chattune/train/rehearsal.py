@@ -54,6 +54,11 @@ def rehearsal_conversations(model: ModelConfig, count: int, seed: int) -> list[C
     ]
 
 
+def general_answers(model: ModelConfig) -> list[tuple[str, str]]:
+    """Every general request with the base model's answer, in prompt order (cached as for rehearsal)."""
+    return sorted(_cached_answers(model).items())
+
+
 def _cached_answers(model: ModelConfig) -> dict[str, str]:
     from chattune.model import cache_root, resolve_source
 
