@@ -95,13 +95,16 @@ def test_general_inputs_see_nearly_the_base_layers_after_a_step(tiny_model_dir, 
 
 def test_layers_reading_one_input_share_its_directions(tiny_model_dir, tiny_tokenizer):
     guard = CommonDirections.measure(tiny_model(tiny_model_dir), encoder(tiny_tokenizer), GENERAL, energy=0.6)
-    by_name = {a.name.rsplit(".", 1)[-1] + a.name.split(".")[2]: a.directions for a in guard.anchors}
+    # "model.layers.0.self_attn.q_proj" -> ("0", "q_proj")
+    by_layer = {(a.name.split(".")[2], a.name.rsplit(".", 1)[-1]): a.directions for a in guard.anchors}
     for layer in ("0", "1"):
-        assert torch.equal(by_name[f"q_proj{layer}"], by_name[f"k_proj{layer}"])
-        assert torch.equal(by_name[f"q_proj{layer}"], by_name[f"v_proj{layer}"])
-        assert torch.equal(by_name[f"gate_proj{layer}"], by_name[f"up_proj{layer}"])
-        # o_proj reads the attention's output, another input
-        assert by_name[f"o_proj{layer}"].shape[0] == by_name[f"q_proj{layer}"].shape[0]
+        assert torch.equal(by_layer[layer, "q_proj"], by_layer[layer, "k_proj"])
+        assert torch.equal(by_layer[layer, "q_proj"], by_layer[layer, "v_proj"])
+        assert torch.equal(by_layer[layer, "gate_proj"], by_layer[layer, "up_proj"])
+        # o_proj reads the attention's output and down_proj the MLP's: other inputs, other directions
+        q, o = by_layer[layer, "q_proj"], by_layer[layer, "o_proj"]
+        assert q.shape != o.shape or not torch.allclose(q, o)
+        assert by_layer[layer, "down_proj"].shape[0] == 64  # the MLP's width, not the hidden size
 
 
 def test_more_energy_holds_more_directions(tiny_model_dir, tiny_tokenizer):
