@@ -70,9 +70,6 @@ from chattune.train.tracking import MlflowRun
 from chattune.train.validation import loss_sums, metrics_from_sums
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-if TYPE_CHECKING:
     from accelerate import Accelerator  # untyped: Any to mypy, named here for the reader
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
