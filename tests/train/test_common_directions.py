@@ -73,6 +73,21 @@ def test_restore_takes_each_change_off_the_common_directions_and_keeps_the_rest(
         torch.testing.assert_close(change @ free, changes[a.name] @ free, atol=1e-5, rtol=1e-5)
 
 
+def test_batched_measurement_matches_one_text_at_a_time(tiny_model_dir, tiny_tokenizer):
+    """Texts are measured in right-padded batches; the padding must not reach the covariances."""
+    model = tiny_model(tiny_model_dir)
+    texts = [*GENERAL, "Hi.", GENERAL[0] + " " + GENERAL[1]]  # lengths far apart: much padding
+    one = CommonDirections.measure(model, encoder(tiny_tokenizer), texts, energy=0.9, batch_size=1)
+    batched = CommonDirections.measure(model, encoder(tiny_tokenizer), texts, energy=0.9, batch_size=4)
+    assert [a.name for a in one.anchors] == [a.name for a in batched.anchors]
+    for a, b in zip(one.anchors, batched.anchors, strict=True):
+        assert a.directions.shape == b.directions.shape
+        # the same subspace (eigenvectors may come back in another basis or sign)
+        torch.testing.assert_close(
+            a.directions @ a.directions.T, b.directions @ b.directions.T, atol=1e-4, rtol=0
+        )
+
+
 def test_general_inputs_see_nearly_the_base_layers_after_a_step(tiny_model_dir, tiny_tokenizer):
     model = tiny_model(tiny_model_dir)
     before = layer_outputs(model, tiny_tokenizer, GENERAL)

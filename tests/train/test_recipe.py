@@ -38,7 +38,7 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
     }
     assert cfg.train.scope_pairs == 0  # this shape redirects nothing
     assert cfg.train.freeze_embeddings
-    assert cfg.train.common_directions == 0  # an option, not chosen (README, Common directions)
+    assert cfg.train.common_directions == 0  # an option, not chosen (README, Recipe auto)
     assert cfg.train.layer_lr_decay == 1.0  # an option, not chosen (README, Recipe auto)
     assert cfg.data.max_length == 256  # the longest conversation (240) rounded up to a power of two
     assert cfg.train.epochs == 2.1  # three passes would compute 79,200 tokens: bounded at ~56,000

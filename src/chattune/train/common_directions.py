@@ -11,9 +11,9 @@ principal directions, as many as hold `energy` of the trace (1-2% of the directi
 and after every optimizer step the weight's change from the base is taken off them:
 W <- W - (W U - W0 U) U^T. Only U and W0 U are kept, so a step costs two thin matrix products.
 
-An option, not recipe auto's choice: on the learnability benchmark (README, "Common directions") it
-kept 4.3 more points of the base model's general answers (80.3% against 76.0% over seven products) for
-2.1 points of held-out accuracy, a trade like train.layer_lr_decay's.
+An option, not recipe auto's choice: on the learnability benchmark (docs/recipe-measurements.md,
+"Common directions") it kept 4.3 more points of the base model's general answers (80.3% against
+76.0% over seven products) for 2.1 points of held-out accuracy, a trade like train.layer_lr_decay's.
 """
 
 from __future__ import annotations
@@ -55,11 +55,13 @@ class CommonDirections:
         encode: Callable[[str], torch.Tensor],
         texts: Iterable[str],
         energy: float,
+        batch_size: int = 16,
     ) -> CommonDirections:
-        """Directions from the model's own inputs on `texts` (token ids from `encode`); the model must
-        still be the base model."""
+        """Directions from the model's own inputs on `texts` (token ids from `encode`, one row each); the
+        model must still be the base model."""
         linears = _decoder_linears(model)
         sums: dict[str, torch.Tensor] = {}
+        real = torch.ones(0, dtype=torch.bool)  # the batch's positions that are text, not padding
         # q/k/v (and gate/up) read one tensor: its covariance is measured, and decomposed, once
         leader: dict[str, str] = {}
         first_reader: dict[int, str] = {}
@@ -72,8 +74,8 @@ class CommonDirections:
                     leader[name] = first_reader.setdefault(id(x), name)
                     alive.append(x)
                 if leader[name] == name:
-                    flat = x.reshape(-1, x.shape[-1]).float()
-                    # one text's sum in float32 (twice as fast), the running sum in float64
+                    flat = x[real].float()
+                    # one batch's sum in float32 (twice as fast), the running sum in float64
                     product = (flat.T @ flat).double()
                     sums[name] = sums[name] + product if name in sums else product
 
@@ -84,9 +86,16 @@ class CommonDirections:
         model.eval()
         device = next(model.parameters()).device
         try:
+            # batched, right-padded: a causal model's real tokens never see the padding after them, so
+            # their inputs are the single text's (16x fewer float64 sums: 28 s -> 17 s on SmolLM2-135M)
+            rows = sorted((encode(text)[0] for text in texts), key=len)
             with torch.inference_mode():
-                for text in texts:
-                    model(input_ids=encode(text).to(device))
+                for i in range(0, len(rows), batch_size):
+                    batch = rows[i : i + batch_size]
+                    ids = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True, padding_value=0)
+                    real = torch.arange(ids.shape[1]) < torch.tensor([len(r) for r in batch])[:, None]
+                    real = real.to(device)
+                    model(input_ids=ids.to(device))
                     alive.clear()
         finally:
             for h in handles:

@@ -158,7 +158,8 @@ def run(
         console.print(copies_line(data.copies_left_out, cfg.data.max_copies))
     if cfg.train.rehearsal:  # after the recipe, which is resolved on the user's data alone
         # counted on the conversations as read: leaving repeats out must not thin rehearsal too (with it
-        # thinned, general answers kept fell 7 points on the benchmark; README, "Repeated conversations")
+        # thinned, general answers kept fell 7 points on the benchmark; docs/recipe-measurements.md,
+        # "Repeated conversations")
         n_read = n_user + len(data.copies_left_out)
         data.train += _rehearsal_examples(cfg, tokenizer, n_read, accelerator, console)
     if cfg.train.scope_pairs:

@@ -12,7 +12,8 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   holds 206-240 distinct conversations in 400, one 14 times), and every repeat spends the compute bound on
   what the model has seen, not on the facts. Rehearsal stays counted on the conversations as read. Over
   nine one-line-prompt products held-out rose from 80.5% to 84.7% (general kept 75.8% -> 76.3%); under a
-  long prompt one family rose 10 points and another fell 7 (README, "Repeated conversations");
+  long prompt one family rose 10 points and another fell 7 (docs/recipe-measurements.md, "Repeated
+  conversations");
 - rows are as long as the longest conversation needs (a power of two, 256 to data.max_length), so a row
   holds a few conversations and a step sees a controlled number of them;
 - epochs: enough passes that ~TARGET_SEEN conversations go by (a small set needs several passes for
@@ -37,8 +38,9 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   took ~10% less time (README, "Recipe auto").
 
 Checked on the benchmark at 100, 400, 2,000 and 10,000 conversations (77%, 89%, 90%, 86% held-out;
-README, "Data-set size"; measured before the compute bound, with 8, 2, 1 and 1 passes), and the bounded
-passes on three generator families (README, "The rule of 2026-12-06").
+docs/recipe-measurements.md, "Data-set size"; measured before the compute bound, with 8, 2, 1 and 1
+passes), and the bounded passes on three generator families (docs/recipe-measurements.md, "The rule of
+2026-12-06").
 
 It is a pure function of the data shape and the model size, so `chattune validate` and `chattune train`
 agree, and a run resumed (or a config saved and loaded again) resolves to the same values.
