@@ -1,6 +1,6 @@
 """Common directions: no weight change may act on what general text has in common.
 
-    guard = CommonDirections.measure(model, tokenizer, general_texts, energy=0.6)   # the base model
+    guard = CommonDirections.measure(model, encode, general_texts, energy=0.6)      # the base model
     ...; optimizer.step(); guard.restore()                                         # after each step
 
 Why: a linear layer's inputs on any text are dominated by a few directions shared by every token (a
