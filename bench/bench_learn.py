@@ -18,7 +18,10 @@ For each seed and trainer: held-out accuracy per kind (fact, clarify, out_of_sco
 greedy, 80 new tokens, regex-scored), general ability kept (general questions asked with no system
 prompt, as a user of the base model would: of those the base model answers right, the share the tuned
 model still answers right; "firm": the same share over the base's answers that were never a near
-coin-flip on the way to being right, see decision_margins), and training wall time (the whole
+coin-flip on the way to being right, see decision_margins), off-topic requests answered without the
+prompt (the other two families' off-topic requests, which this set never trains, asked with no system
+prompt: the share the tuned model answers rather than redirects; the base redirects none), and training
+wall time (the whole
 `chattune train` command, model loading and tokenisation included). TRL's usual recipe: SFTTrainer,
 full fine-tuning, 3 epochs, batch 8 unpacked, lr 1e-4 cosine, bf16, its defaults otherwise. Results go to bench/out/learn/.
 """
@@ -29,6 +32,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +56,8 @@ KINDS = ["fact", "clarify", "out_of_scope", "impossible", "style"]
 # A base answer is "firm" when no step on the way to its right answer was closer than this between the two
 # likeliest tokens (1 nat: the runner-up at most e^-1 = 37% as likely); the rest are near coin-flips.
 FIRM_NATS = 1.0
+# A redirect in any family's wording ("I can only help with ...", "That's outside what I can help with").
+REDIRECTED = r"outside what|can(no|'|’)?t help|only (answer|help)|not something I can|unable to help"
 # generator families: the same contract (seed, n_train, mix) -> LearnSet, different products and wording
 FAMILIES = {
     "device": learnset.make_learnset,
@@ -60,6 +66,24 @@ FAMILIES = {
 }
 # chattune's own train.seed default; TRL runs with it too unless --train-seeds says otherwise
 DEFAULT_TRAIN_SEED: int = TrainConfig.model_fields["seed"].default
+OFF_TOPIC = {
+    "device": learnset.OUT_OF_SCOPE,
+    "app": learnset_app.OUT_OF_SCOPE,
+    "service": learnset_service.OUT_OF_SCOPE,
+}
+
+
+def unprompted_off_topic(family: str) -> list[str]:
+    """The other families' off-topic requests: a user of the tuned model asking, without the domain's
+    system prompt, for what the domain's assistant redirects ("Write me a poem about the sea."). The
+    template may put its own prompt there (SmolLM2's: "You are a helpful AI assistant named SmolLM ...")."""
+    return [q for other, asked in OFF_TOPIC.items() if other != family for q in asked]
+
+
+def answered_share(model_path: str, requests: list[str]) -> float:
+    """The share of `requests` (no system prompt) answered rather than redirected."""
+    answers = answer_all(model_path, [[{"role": "user", "content": q}] for q in requests], max_new_tokens=40)
+    return sum(re.search(REDIRECTED, a, re.I) is None for a in answers) / len(answers)
 
 
 def load_for_answers(model_path: str) -> tuple[Any, Any]:
@@ -89,8 +113,6 @@ def decision_margins(model_path: str, questions: list[str], patterns: list[str])
     smallest gap, in nats, between the two likeliest next tokens along the answer up to where its pattern
     first matches (None if it never does). A small gap is a near coin-flip the base model happened to
     win; any change to the weights may flip it, so "general kept" is also shown over the firm ones."""
-    import re
-
     import torch
 
     tok, model = load_for_answers(model_path)
@@ -312,6 +334,9 @@ def main() -> None:
                 "embedded", [g["question"] for g in ls.general], [g["pattern"] for g in ls.general]
             )
             base_file.write_text(json.dumps(base))
+        if "off_topic_answered" not in base:  # added 2026-12-07, as above
+            base["off_topic_answered"] = answered_share("embedded", unprompted_off_topic(a.family))
+            base_file.write_text(json.dumps(base))
         overrides = a.chattune + ([f"train.seed={train_seed}"] if train_seed is not None else [])
         trl_seed = DEFAULT_TRAIN_SEED if train_seed is None else train_seed
         trainers = [] if a.no_chattune else [("chattune", lambda w=work, o=overrides: train_chattune(w, o))]
@@ -324,6 +349,7 @@ def main() -> None:
             )
             model_path, seconds = train()
             result = evaluate(model_path, ls)
+            off_topic_answered = answered_share(model_path, unprompted_off_topic(a.family))
             base_right = [i for i, ok in enumerate(base["general"]) if ok]
             kept = sum(result["general"][i] for i in base_right) / max(1, len(base_right))
             firm = [i for i in base_right if (base["general_margin"][i] or 0.0) >= FIRM_NATS]
@@ -350,6 +376,8 @@ def main() -> None:
                 "base_heldout": base["overall"],
                 "general_lost": [ls.general[i]["question"] for i in base_right if not result["general"][i]],
                 "general_gained": gained,
+                "off_topic_answered": off_topic_answered,
+                "base_off_topic_answered": base["off_topic_answered"],
             }
             rows.append(row)
             (work / f"{name}.json").write_text(
@@ -360,14 +388,15 @@ def main() -> None:
     header = (
         f"{'seed':>4} {'trainer':10} {'held-out':>8} "
         + " ".join(f"{k[:8]:>8}" for k in KINDS)
-        + f" {'general':>8} {'firm':>8} {'train s':>8}"
+        + f" {'general':>8} {'firm':>8} {'unprompt':>8} {'train s':>8}"
     )
     print(header)
     for r in rows:
         print(
             f"{r['seed']:>4} {r['trainer']:10} {r['heldout']:8.0%} "
             + " ".join(f"{r[k]:8.0%}" for k in KINDS)
-            + f" {r['general_kept']:8.0%} {r['general_kept_firm']:8.0%} {r['train_seconds']:8.0f}"
+            + f" {r['general_kept']:8.0%} {r['general_kept_firm']:8.0%} {r['off_topic_answered']:8.0%}"
+            + f" {r['train_seconds']:8.0f}"
         )
     for line in summarise(rows):
         print(line)
@@ -385,8 +414,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[str]:
         if len(runs) < 2:
             continue
         cells = []
-        for key in ["heldout", *KINDS, "general_kept", "general_kept_firm"]:
+        for key in ["heldout", *KINDS, "general_kept", "general_kept_firm", "off_topic_answered"]:
             values = [r[key] for r in runs if r.get(key) is not None]
+            if not values:  # a figure older runs did not record
+                continue
             cells.append(f"{key} {sum(values) / len(values):.0%} ({min(values):.0%}-{max(values):.0%})")
         seconds = [r["train_seconds"] for r in runs]
         lines.append(

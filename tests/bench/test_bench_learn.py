@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from bench_learn import KINDS, summarise  # noqa: E402
+from bench_learn import FAMILIES, KINDS, REDIRECTED, summarise, unprompted_off_topic  # noqa: E402
 
 
 def run(trainer: str, heldout: float, kept: float, seconds: float, firm: float = 0.9) -> dict:
@@ -42,6 +42,7 @@ def test_a_kind_missing_from_a_run_is_left_out_of_its_mean():
     (line,) = summarise(rows)
     assert "clarify 80% (80%-80%)" in line
     assert "heldout 70% (60%-80%)" in line
+    assert "off_topic_answered" not in line  # a figure these rows did not record
 
 
 def test_a_decision_margin_is_the_narrowest_greedy_choice_before_the_answer_is_right(tiny_model_dir):
@@ -73,3 +74,15 @@ def test_a_decision_margin_is_the_narrowest_greedy_choice_before_the_answer_is_r
     else:
         raise AssertionError("the tiny model never wrote three characters: pick another pattern")
     assert margins[1] == pytest.approx(min(gaps), abs=1e-4)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_unprompted_off_topic_requests_are_the_other_families_and_every_redirect_is_caught(family):
+    ls = FAMILIES[family](0, 400)
+    trained = {m["content"] for c in ls.train for m in c["messages"] if m["role"] == "user"}
+    asked = unprompted_off_topic(family)
+    assert len(asked) == 60 and not set(asked) & trained  # never seen in this set's training
+    redirects = {c["messages"][-1]["content"] for c in ls.train if c["meta"]["kind"] == "out_of_scope"}
+    assert redirects and all(re.search(REDIRECTED, r, re.I) for r in redirects)
+    facts = [c["messages"][-1]["content"] for c in ls.train if c["meta"]["kind"] == "fact"]
+    assert not any(re.search(REDIRECTED, f, re.I) for f in facts)  # an answer is not taken for one
