@@ -64,13 +64,14 @@ FAMILIES = {
     "app": learnset_app.make_learnset,
     "service": learnset_service.make_learnset,
 }
-# chattune's own train.seed default; TRL runs with it too unless --train-seeds says otherwise
-DEFAULT_TRAIN_SEED: int = TrainConfig.model_fields["seed"].default
+# each family's off-topic requests, some redirected in its training and the rest held out
 OFF_TOPIC = {
     "device": learnset.OUT_OF_SCOPE,
     "app": learnset_app.OUT_OF_SCOPE,
     "service": learnset_service.OUT_OF_SCOPE,
 }
+# chattune's own train.seed default; TRL runs with it too unless --train-seeds says otherwise
+DEFAULT_TRAIN_SEED: int = TrainConfig.model_fields["seed"].default
 
 
 def unprompted_off_topic(family: str) -> list[str]:
