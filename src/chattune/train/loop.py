@@ -163,7 +163,7 @@ def run(
         n_read = n_user + len(data.copies_left_out)
         data.train += _rehearsal_examples(cfg, tokenizer, n_read, accelerator, console)
     if cfg.train.scope_pairs:
-        data.train += _scope_pair_examples(cfg, tokenizer, data, n_user, console if main else None)
+        data.train += _scope_pair_examples(cfg, tokenizer, data, n_user, accelerator, console)
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
     val_rows = pack(data.val, cfg.data.max_length, packing=cfg.data.packing)
     if main:
@@ -800,14 +800,17 @@ def _scope_pair_examples(
     tokenizer: PreTrainedTokenizerBase,
     data: TokenizedData,
     n_user: int,
-    console: Console | None,
+    accelerator: Accelerator,
+    console: Console,
 ) -> list[TokenizedExample]:
-    """Tokenised scope pairs (see scope_pairs.py)."""
+    """Tokenised scope pairs (see scope_pairs.py), both ways unless told otherwise. The main process
+    generates the base model's openings (or reads the cache) first, so the others only read the cache."""
     from chattune.data.tokenize import tokenize_conversations
     from chattune.train.scope_pairs import scope_pair_conversations
 
+    main = accelerator.is_main_process
     if data.redirect is None:
-        if console:
+        if main:
             why = data.redirect_unknown or "the data redirects no off-topic requests"
             console.print(f"[yellow]train.scope_pairs={cfg.train.scope_pairs:g} adds nothing: {why}[/]")
         return []
@@ -821,15 +824,43 @@ def _scope_pair_examples(
         max_length=cfg.data.max_length,
         trained_roles=frozenset(cfg.data.train_on_roles),
     )
-    if console:
+    if main:
         console.print(
             f"scope pairs: {len(examples)} general requests asked under the data's system prompt and "
             f"redirected ({data.redirect.describe()})"
         )
+    if cfg.train.scope_pairs_both_ways and examples:
+        with accelerator.main_process_first():
+            examples += _unprompted_openings(cfg, tokenizer, data.redirect.own_requests)
+        if main:
+            console.print(
+                f"scope pairs, the other way: the data's {len(data.redirect.own_requests)} redirected requests "
+                "asked with no system prompt, answered with the opening of the base model's own reply"
+            )
     start = len(data.train)  # source indices stay unique after the user's and rehearsal's conversations
     for i, ex in enumerate(examples):
         ex.source_index = start + i
     return examples
+
+
+def _unprompted_openings(
+    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, requests: tuple[str, ...]
+) -> list[TokenizedExample]:
+    """Each request asked with no system prompt, its target the base model's opening as generated (the
+    token ids themselves: decoding and encoding again may not give them back)."""
+    from chattune.data.tokenize import IGNORE_INDEX, ChatRenderer, TokenizedExample, token_ids
+    from chattune.train.rehearsal import base_openings
+
+    openings = base_openings(cfg.model, list(requests))
+    render = ChatRenderer(tokenizer)
+    prompts = token_ids(
+        tokenizer, [render([{"role": "user", "content": r}], gen_prompt=True) for r in requests]
+    )
+    return [
+        TokenizedExample(prompt + openings[r], [IGNORE_INDEX] * len(prompt) + openings[r], source_index=0)
+        for r, prompt in zip(requests, prompts, strict=True)
+        if openings[r] and len(prompt) + len(openings[r]) <= cfg.data.max_length
+    ]
 
 
 def _common_directions(

@@ -17,6 +17,13 @@ general requests than to the rest of the data (a clarifying question such as "Co
 model you mean?" answers vague requests that are about the domain). Several such replies (a set that
 varies its redirect wording) are used in turn. A set with no system prompt gets no pairs: the pairs would
 contradict rehearsal, which asks the same requests the same way.
+
+The pairs go both ways (`train.scope_pairs_both_ways`): the data's own redirected requests are also asked
+with no system prompt and answered as the base model answers them (the opening of its own reply; see
+rehearsal.py). Without them the redirect spread to requests asked with no system prompt (SmolLM2's
+template fills in a general one-line prompt of its own): of 60 off-topic requests that a set never
+trains, the tuned model answered 58% and redirected the rest, where the base answers all; with them,
+87% (nine products; docs/recipe-measurements.md, "Scope pairs both ways").
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ class Redirect:
     # legs does an insect have?" redirected would teach the model to redirect "How many people can share
     # one kettle?" too.
     pair_requests: tuple[str, ...] = ()
+    # The data's own redirected requests, which the pairs' other direction asks without the system prompt.
+    own_requests: tuple[str, ...] = ()
 
     def describe(self) -> str:
         wordings = f"{len(self.replies)} wordings" if len(self.replies) > 1 else "one wording"
@@ -112,6 +121,7 @@ def find_redirect(
         requests=len(redirected),
         conversations=conversations_redirected,
         pair_requests=tuple(general[i] for i in np.argsort(likeness_to_domain, kind="stable")),
+        own_requests=tuple(sorted(redirected)),
     )
 
 
