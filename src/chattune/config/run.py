@@ -212,10 +212,11 @@ class TrainConfig(Section):
         "recipe=auto chooses 0.1 where the data redirects, 0 elsewhere, when unset.",
     )
     scope_pairs_both_ways: bool = Field(
-        True,
+        False,
         description="With scope pairs, also ask the data's own redirected requests with no system prompt, "
-        "answered with the opening of the base model's own reply, so the redirect stays with the prompt "
-        "(chattune/train/scope_pairs.py).",
+        "answered with the opening of the base model's own reply, so the redirect stays with the prompt: "
+        "off-topic requests asked with no system prompt are answered, not redirected, at a possible cost "
+        "to out of scope and clarify under the prompt (chattune/train/scope_pairs.py).",
     )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")

@@ -803,8 +803,9 @@ def _scope_pair_examples(
     accelerator: Accelerator,
     console: Console,
 ) -> list[TokenizedExample]:
-    """Tokenised scope pairs (see scope_pairs.py), both ways unless told otherwise. The main process
-    generates the base model's openings (or reads the cache) first, so the others only read the cache."""
+    """Tokenised scope pairs (see scope_pairs.py), both ways with train.scope_pairs_both_ways: then the
+    main process generates the base model's openings (or reads the cache) first, so the others only read
+    the cache."""
     from chattune.data.tokenize import tokenize_conversations
     from chattune.train.scope_pairs import scope_pair_conversations
 

@@ -31,10 +31,8 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
 - warm-up: 5% of the steps; cosine decay (the class default) to 0;
 - where the data redirects off-topic requests, scope pairs (scope_pairs.py): general requests asked
   under the data's system prompt and answered with its redirect, a tenth as many as its conversations
-  (no more than it redirects itself), and (`train.scope_pairs_both_ways`) its own redirected requests
-  asked with no system prompt, answered with the opening of the base model's reply;
-  over six benchmark products out of scope rose from 71% to 93% at the same held-out, and the other way
-  kept off-topic requests asked with no system prompt answered (58% -> 87% over nine);
+  (no more than it redirects itself);
+  over six benchmark products out of scope rose from 71% to 93% at the same held-out;
 - full fine-tuning keeps the token embeddings and output head frozen: on three of the benchmark's support
   sets the domain was learned as well, general answers were kept a little better on average, and training
   took ~10% less time (README, "Recipe auto").
@@ -217,9 +215,8 @@ def resolve_recipe(
             "train",
             "scope_pairs",
             SCOPE_PAIRS,
-            f"{shape.redirect}: general requests asked under its system prompt and redirected (and its own "
-            "asked without it, answered as the base model does) tie the redirect to the prompt, not to the "
-            "requests it happened to see (scope_pairs.py)",
+            f"{shape.redirect}: general requests asked under its system prompt and redirected tie the "
+            "redirect to the prompt, not to the requests it happened to see (scope_pairs.py)",
         )
     else:
         choose(

@@ -18,12 +18,14 @@ model you mean?" answers vague requests that are about the domain). Several such
 varies its redirect wording) are used in turn. A set with no system prompt gets no pairs: the pairs would
 contradict rehearsal, which asks the same requests the same way.
 
-The pairs go both ways (`train.scope_pairs_both_ways`): the data's own redirected requests are also asked
-with no system prompt and answered as the base model answers them (the opening of its own reply; see
-rehearsal.py). Without them the redirect spread to requests asked with no system prompt (SmolLM2's
+With `train.scope_pairs_both_ways` the pairs go both ways: the data's own redirected requests are also
+asked with no system prompt and answered as the base model answers them (the opening of its own reply;
+see rehearsal.py). Without that the redirect spreads to requests asked with no system prompt (SmolLM2's
 template fills in a general one-line prompt of its own): of 60 off-topic requests that a set never
-trains, the tuned model answered 58% and redirected the rest, where the base answers all; with them,
-87% (nine products; docs/recipe-measurements.md, "Scope pairs both ways").
+trains, the tuned model answered 58% and redirected the rest, where the base answers all; both ways,
+87% (nine products). It is not the default: under the prompt, out of scope and clarify came out a few
+points lower (docs/recipe-measurements.md, "Scope pairs both ways"), and chattune's chat and server
+use the run's own system prompt.
 """
 
 from __future__ import annotations
