@@ -832,11 +832,12 @@ def _scope_pair_examples(
         )
     if cfg.train.scope_pairs_both_ways and examples:
         with accelerator.main_process_first():
-            examples += _unprompted_openings(cfg, tokenizer, data.redirect.own_requests)
+            unprompted = _unprompted_openings(cfg, tokenizer, data.redirect.own_requests)
+        examples += unprompted
         if main:
             console.print(
-                f"scope pairs, the other way: the data's {len(data.redirect.own_requests)} redirected requests "
-                "asked with no system prompt, answered with the opening of the base model's own reply"
+                f"scope pairs, the other way: {len(unprompted)} of the data's redirected requests asked with "
+                "no system prompt, answered with the opening of the base model's own reply"
             )
     start = len(data.train)  # source indices stay unique after the user's and rehearsal's conversations
     for i, ex in enumerate(examples):
@@ -860,7 +861,7 @@ def _unprompted_openings(
     return [
         TokenizedExample(prompt + openings[r], [IGNORE_INDEX] * len(prompt) + openings[r], source_index=0)
         for r, prompt in zip(requests, prompts, strict=True)
-        if openings[r] and len(prompt) + len(openings[r]) <= cfg.data.max_length
+        if len(prompt) + len(openings[r]) <= cfg.data.max_length
     ]
 
 
