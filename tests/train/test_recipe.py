@@ -34,9 +34,11 @@ def test_a_default_config_gets_enough_steps_to_learn(tmp_path):
         "train.warmup_ratio",
         "train.rehearsal",
         "train.scope_pairs",
+        "train.clarify_pairs",
         "train.freeze_embeddings",
     }
     assert cfg.train.scope_pairs == 0  # this shape redirects nothing
+    assert cfg.train.clarify_pairs == 0  # ... and asks nothing back
     assert cfg.train.freeze_embeddings
     assert cfg.train.common_directions == 0  # an option, not chosen (README, Recipe auto)
     assert cfg.train.layer_lr_decay == 1.0  # an option, not chosen (README, Recipe auto)

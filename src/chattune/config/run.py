@@ -218,6 +218,16 @@ class TrainConfig(Section):
         "off-topic requests asked with no system prompt are answered, not redirected, at a possible cost "
         "to out of scope and clarify under the prompt (chattune/train/scope_pairs.py).",
     )
+    clarify_pairs: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Add this share (of the training conversations, at most one per shipped vague request and no "
+        "more than the data's own clarifying conversations) of vague requests asked under the data's system "
+        "prompt and answered with the data's own clarifying question, found in the data "
+        "(chattune/train/clarify_pairs.py); none when the data asks nothing back. recipe=auto chooses 0.1 where "
+        "the data asks, 0 elsewhere, when unset.",
+    )
     seed: int = Field(42, description="Seeds data order, dropout and initialisation of LoRA weights.")
     log_every: int = Field(5, ge=1, description="Optimizer steps between logged training metrics.")
     max_nonfinite: int = Field(
@@ -344,6 +354,7 @@ RECIPE_KEYS: dict[str, tuple[str, ...]] = {
         "warmup_ratio",
         "rehearsal",
         "scope_pairs",
+        "clarify_pairs",
         "freeze_embeddings",
     ),
     "data": ("max_length", "max_copies"),

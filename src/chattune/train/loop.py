@@ -164,6 +164,10 @@ def run(
         data.train += _rehearsal_examples(cfg, tokenizer, n_read, accelerator, console)
     if cfg.train.scope_pairs:
         data.train += _scope_pair_examples(cfg, tokenizer, data, n_user, accelerator, console)
+    if cfg.train.clarify_pairs:
+        data.train += _clarify_pair_examples(
+            cfg, tokenizer, data, n_user, accelerator.is_main_process, console
+        )
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
     val_rows = pack(data.val, cfg.data.max_length, packing=cfg.data.packing)
     if main:
@@ -840,6 +844,42 @@ def _scope_pair_examples(
                 "no system prompt, answered with the opening of the base model's own reply"
             )
     start = len(data.train)  # source indices stay unique after the user's and rehearsal's conversations
+    for i, ex in enumerate(examples):
+        ex.source_index = start + i
+    return examples
+
+
+def _clarify_pair_examples(
+    cfg: RunConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    data: TokenizedData,
+    n_user: int,
+    main: bool,
+    console: Console,
+) -> list[TokenizedExample]:
+    """Tokenised clarify pairs (see clarify_pairs.py)."""
+    from chattune.data.tokenize import tokenize_conversations
+    from chattune.train.clarify_pairs import clarify_pair_conversations
+
+    if data.clarify is None:
+        if main:
+            why = data.clarify_unknown or "the data answers no vague request with a question"
+            console.print(f"[yellow]train.clarify_pairs={cfg.train.clarify_pairs:g} adds nothing: {why}[/]")
+        return []
+    # No more pairs than the data's own clarifying conversations, as with scope pairs.
+    count = min(round(cfg.train.clarify_pairs * n_user), data.clarify.conversations)
+    examples, _ = tokenize_conversations(
+        clarify_pair_conversations(data.clarify, count),
+        tokenizer,
+        max_length=cfg.data.max_length,
+        trained_roles=frozenset(cfg.data.train_on_roles),
+    )
+    if main:
+        console.print(
+            f"clarify pairs: {len(examples)} vague requests asked under the data's system prompt and asked "
+            f"back ({data.clarify.describe()})"
+        )
+    start = len(data.train)
     for i, ex in enumerate(examples):
         ex.source_index = start + i
     return examples

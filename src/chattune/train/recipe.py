@@ -33,6 +33,11 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   under the data's system prompt and answered with its redirect, a tenth as many as its conversations
   (no more than it redirects itself);
   over six benchmark products out of scope rose from 71% to 93% at the same held-out;
+- where the data asks its vague requests back ("Could you clarify ...?"), clarify pairs
+  (clarify_pairs.py): shipped vague requests asked under its system prompt and answered with its
+  clarifying question, a tenth as many as its conversations (no more than it asks back itself); over
+  seven benchmark products held-out rose from 82.0% to 85.7% and clarify from 70.1% to
+  75.0%, general kept the same;
 - full fine-tuning keeps the token embeddings and output head frozen: on three of the benchmark's support
   sets the domain was learned as well, general answers were kept a little better on average, and training
   took ~10% less time (README, "Recipe auto").
@@ -62,6 +67,7 @@ REFERENCE_PARAMS = 135e6
 LORA_LR_FACTOR = 10.0
 WARMUP_RATIO = 0.05
 REHEARSAL = 0.15  # share of rehearsal conversations added to the user's
+CLARIFY_PAIRS = 0.1  # share of clarify pairs added where the data asks vague requests back
 SCOPE_PAIRS = 0.1  # share of scope pairs added where the data redirects off-topic requests
 MAX_COPIES = 1  # copies kept of a conversation the data repeats word for word
 MAX_TOKENS_PER_MICRO_BATCH = 4096  # beyond this a step accumulates gradients (memory stays flat)
@@ -78,6 +84,8 @@ class DataShape:
     prefix_share: float = 0.0  # share of them that repeat a micro-batch neighbour's beginning, on any machine
     redirect: str | None = None  # the data's redirect of off-topic requests, described (scope_pairs.py)
     redirect_unknown: str | None = None  # why no redirect was looked for
+    clarify: str | None = None  # the data's clarifying question, described (clarify_pairs.py)
+    clarify_unknown: str | None = None  # why none was looked for
     copies_left_out: int = 0  # repeats past data.max_copies, left out before `conversations` was counted
 
 
@@ -221,6 +229,20 @@ def resolve_recipe(
     else:
         choose(
             "train", "scope_pairs", 0.0, shape.redirect_unknown or "the data redirects no off-topic requests"
+        )
+    if shape.clarify:
+        choose(
+            "train",
+            "clarify_pairs",
+            CLARIFY_PAIRS,
+            f"{shape.clarify}: more vague requests asked back show where the line lies (clarify_pairs.py)",
+        )
+    else:
+        choose(
+            "train",
+            "clarify_pairs",
+            0.0,
+            shape.clarify_unknown or "the data answers no vague request with a question",
         )
     if cfg.train.warmup_steps is None:  # warm-up given in steps by the user excludes a ratio
         choose("train", "warmup_ratio", WARMUP_RATIO, "a short linear warm-up, then cosine decay")

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from chattune.train.clarify_pairs import Clarify
     from chattune.train.scope_pairs import Redirect
 
 
@@ -137,6 +138,8 @@ class TokenizedData:
     copies_left_out: list[tuple[str, str]] = field(default_factory=list)  # see Conversations
     redirect: Redirect | None = None  # the data's redirect reply, where scope pairs may be added
     redirect_unknown: str | None = None  # why no redirect was looked for
+    clarify: Clarify | None = None  # the data's clarifying question, where clarify pairs may be added
+    clarify_unknown: str | None = None  # why none was looked for
 
 
 def record_hashes(conversations: list[Conversation]) -> dict[str, str]:
@@ -194,6 +197,15 @@ def tokenize_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Tokeniz
             data.redirect = find_redirect(train_convs, general_prompts())
         except ChattuneError as e:  # the offline embedding model is not installed
             data.redirect_unknown = f"no redirect looked for: {e}"
+    if (
+        cfg.train.recipe == "auto" and not cfg.user_set("train", "clarify_pairs")
+    ) or cfg.train.clarify_pairs > 0:
+        from chattune.train.clarify_pairs import find_clarify, vague_requests
+
+        try:
+            data.clarify = find_clarify(train_convs, vague_requests())
+        except ChattuneError as e:
+            data.clarify_unknown = f"no clarifying question looked for: {e}"
     return data
 
 
@@ -233,6 +245,8 @@ def apply_recipe(cfg: RunConfig, data: TokenizedData, world_size: int = 1) -> tu
         prefix_share=prefix_saving(data.train, CONVS_PER_STEP),
         redirect=data.redirect.describe() if data.redirect else None,
         redirect_unknown=data.redirect_unknown,
+        clarify=data.clarify.describe() if data.clarify else None,
+        clarify_unknown=data.clarify_unknown,
         copies_left_out=len(data.copies_left_out),
     )
     n_params = model_parameter_count(cfg.model.name)
