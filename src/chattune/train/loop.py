@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator  # untyped: Any to mypy, named here for the reader
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from chattune.data.conversation import Conversation
     from chattune.data.tokenize import TokenizedExample, TokenizeStats
     from chattune.train.common_directions import CommonDirections
 
@@ -810,7 +811,6 @@ def _scope_pair_examples(
     """Tokenised scope pairs (see scope_pairs.py), both ways with train.scope_pairs_both_ways: then the
     main process generates the base model's openings (or reads the cache) first, so the others only read
     the cache."""
-    from chattune.data.tokenize import tokenize_conversations
     from chattune.train.scope_pairs import scope_pair_conversations
 
     main = accelerator.is_main_process
@@ -822,13 +822,7 @@ def _scope_pair_examples(
     # No more pairs than the data's own redirected conversations: they sharpen the data's behaviour and
     # must not outweigh it (the quickstart redirects 6 of 321, where a tenth would be 32 pairs).
     count = min(round(cfg.train.scope_pairs * n_user), data.redirect.conversations)
-    conversations = scope_pair_conversations(data.redirect, count)
-    examples, _ = tokenize_conversations(
-        conversations,
-        tokenizer,
-        max_length=cfg.data.max_length,
-        trained_roles=frozenset(cfg.data.train_on_roles),
-    )
+    examples = _tokenized_pairs(cfg, tokenizer, scope_pair_conversations(data.redirect, count))
     if main:
         console.print(
             f"scope pairs: {len(examples)} general requests asked under the data's system prompt and "
@@ -843,10 +837,7 @@ def _scope_pair_examples(
                 f"scope pairs, the other way: {len(unprompted)} of the data's redirected requests asked with "
                 "no system prompt, answered with the opening of the base model's own reply"
             )
-    start = len(data.train)  # source indices stay unique after the user's and rehearsal's conversations
-    for i, ex in enumerate(examples):
-        ex.source_index = start + i
-    return examples
+    return _numbered_after(data.train, examples)
 
 
 def _clarify_pair_examples(
@@ -858,7 +849,6 @@ def _clarify_pair_examples(
     console: Console,
 ) -> list[TokenizedExample]:
     """Tokenised clarify pairs (see clarify_pairs.py)."""
-    from chattune.data.tokenize import tokenize_conversations
     from chattune.train.clarify_pairs import clarify_pair_conversations
 
     if data.clarify is None:
@@ -868,20 +858,35 @@ def _clarify_pair_examples(
         return []
     # No more pairs than the data's own clarifying conversations, as with scope pairs.
     count = min(round(cfg.train.clarify_pairs * n_user), data.clarify.conversations)
-    examples, _ = tokenize_conversations(
-        clarify_pair_conversations(data.clarify, count),
-        tokenizer,
-        max_length=cfg.data.max_length,
-        trained_roles=frozenset(cfg.data.train_on_roles),
-    )
+    examples = _tokenized_pairs(cfg, tokenizer, clarify_pair_conversations(data.clarify, count))
     if main:
         console.print(
             f"clarify pairs: {len(examples)} vague requests asked under the data's system prompt and asked "
             f"back ({data.clarify.describe()})"
         )
-    start = len(data.train)
+    return _numbered_after(data.train, examples)
+
+
+def _tokenized_pairs(
+    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, conversations: list[Conversation]
+) -> list[TokenizedExample]:
+    from chattune.data.tokenize import tokenize_conversations
+
+    examples, _ = tokenize_conversations(
+        conversations,
+        tokenizer,
+        max_length=cfg.data.max_length,
+        trained_roles=frozenset(cfg.data.train_on_roles),
+    )
+    return examples
+
+
+def _numbered_after(
+    train: list[TokenizedExample], examples: list[TokenizedExample]
+) -> list[TokenizedExample]:
+    """Source indices stay unique after the user's, rehearsal's and any earlier pairs' conversations."""
     for i, ex in enumerate(examples):
-        ex.source_index = start + i
+        ex.source_index = len(train) + i
     return examples
 
 
