@@ -30,6 +30,7 @@ use the run's own system prompt.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -154,6 +155,7 @@ def _first_exchange(conv: Conversation) -> tuple[str | None, str, str] | None:
     return system, messages[0].content.strip(), messages[1].content.strip()
 
 
+@functools.cache  # one load per process: the redirect and the clarifying question are both looked for
 def _minilm() -> Embed:
     from chattune.config.prepare import ScopeConfig
     from chattune.data.clean import ScopeScorer
