@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from chattune.data.conversation import Conversation, Message
-from chattune.train.scope_pairs import Embed, _first_exchange, _minilm
+from chattune.train.first_exchanges import Embed, first_exchange, sentence_embedder
 
 MIN_REQUESTS = 6  # distinct first requests answered with questions of one opening
 OPENING_WORDS = 3  # "could you clarify"
@@ -62,7 +62,7 @@ def find_clarify(
     systems: dict[str, Counter[str | None]] = defaultdict(Counter)
     requests: set[str] = set()
     for conv in conversations:
-        first = _first_exchange(conv)
+        first = first_exchange(conv)
         if first is None:
             continue
         system, request, reply = first
@@ -84,7 +84,7 @@ def find_clarify(
     candidates = [v for v in vague if v not in known]
     if not candidates:
         return None
-    embed = embed or _minilm()
+    embed = embed or sentence_embedder()
     own_requests = sorted(own)
     others = sorted(requests - set(own))
     candidate_vectors = embed(candidates)

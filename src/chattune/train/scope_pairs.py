@@ -30,14 +30,12 @@ use the run's own system prompt.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from chattune.data.conversation import Conversation, Message
+from chattune.train.first_exchanges import Embed, first_exchange, sentence_embedder
 
 MIN_REQUESTS = 4  # distinct first requests one reply must answer to count as a fixed reply
 # Mean similarity between the requests one reply answers (all-MiniLM-L6-v2, cosine). Measured on the
@@ -45,8 +43,6 @@ MIN_REQUESTS = 4  # distinct first requests one reply must answer to count as a 
 # fact 0.37-0.88.
 MAX_REQUEST_LIKENESS = 0.3
 MIN_SHARE = 0.01  # redirected conversations, as a share of the set (the quickstart's: 6 of 321)
-
-Embed = Callable[[list[str]], Any]  # texts -> L2-normalised rows (numpy)
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def find_redirect(
     systems: dict[str, Counter[str]] = defaultdict(Counter)
     requests: set[str] = set()
     for conv in conversations:
-        first = _first_exchange(conv)
+        first = first_exchange(conv)
         if first is None:
             continue
         system, request, reply = first
@@ -90,7 +86,7 @@ def find_redirect(
     fixed = {reply: asked for reply, asked in by_reply.items() if len(asked) >= MIN_REQUESTS}
     if not fixed:
         return None
-    embed = embed or _minilm()
+    embed = embed or sentence_embedder()
     everything = sorted(requests)
     vectors = embed(everything)
     row = {text: i for i, text in enumerate(everything)}
@@ -143,21 +139,3 @@ def scope_pair_conversations(redirect: Redirect, count: int) -> list[Conversatio
         )
         for prompt in redirect.pair_requests[:count]
     ]
-
-
-def _first_exchange(conv: Conversation) -> tuple[str | None, str, str] | None:
-    messages = conv.messages
-    system = None
-    if messages and messages[0].role == "system":
-        system, messages = messages[0].content, messages[1:]
-    if len(messages) < 2 or messages[0].role != "user" or messages[1].role != "assistant":
-        return None
-    return system, messages[0].content.strip(), messages[1].content.strip()
-
-
-@functools.cache  # one load per process: the redirect and the clarifying question are both looked for
-def _minilm() -> Embed:
-    from chattune.config.prepare import ScopeConfig
-    from chattune.data.clean import ScopeScorer
-
-    return ScopeScorer(ScopeConfig()).embed
