@@ -1,5 +1,6 @@
 """train.recipe=auto: what it chooses, that the user's keys win, and that saved configs stay auto."""
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -296,3 +297,99 @@ def test_auto_trains_a_repeated_conversation_once_unless_the_user_says_otherwise
     )
     # saved and loaded again, the config lets auto choose again
     assert "max_copies" not in cfg.to_yaml().split("train:")[0]
+
+
+def test_a_slow_machine_gets_fewer_passes_never_under_one():
+    from chattune.train.recipe import PACED_SECONDS, paced_epochs
+
+    # 40 steps a pass, 4 passes: 160 steps. At 1 s a step it fits; at 2 s a step it would not.
+    assert paced_epochs(4.0, 40, steps_done=10, seconds=10, total_steps=160) is None
+    slow = paced_epochs(4.0, 40, steps_done=10, seconds=20, total_steps=160)
+    assert slow is not None and slow.key == "train.epochs"
+    assert slow.value == math.floor(10 * PACED_SECONDS / 2 / 40) / 10  # what fits, in tenths: 3.0
+    assert "pace" in slow.why and "320 s" in slow.why  # the projection it acted on
+    crawling = paced_epochs(4.0, 40, steps_done=10, seconds=600, total_steps=160)
+    assert crawling is not None and crawling.value == 1.0  # the data's own pass is never cut
+    late = paced_epochs(4.0, 40, steps_done=60, seconds=3600, total_steps=160)
+    assert late is not None and late.value == 1.6  # nor the steps already taken (61 of 40 a pass)
+    assert paced_epochs(1.0, 40, steps_done=10, seconds=600, total_steps=40) is None  # nothing to give back
+
+
+def auto_run_config(tiny_model_dir, tmp_path, *overrides):
+    """Recipe auto on the tiny model over 60 support conversations: several passes, ~100 steps."""
+    train_file = write_jsonl(tmp_path / "train.jsonl", support_conversations(60))
+    return load_config(
+        None,
+        [
+            f"model.name={tiny_model_dir}",
+            f"data.train_file={train_file}",
+            "train.precision=fp32",
+            "train.rehearsal=0",  # the tiny model's own answers are not what this test is about
+            "train.scope_pairs=0",
+            "train.clarify_pairs=0",
+            f"output.dir={tmp_path / 'runs'}",
+            "output.name=paced",
+            *overrides,
+        ],
+    )
+
+
+def test_a_run_paces_its_passes_to_the_machine_and_records_why(tmp_path, tiny_model_dir, monkeypatch):
+    import json
+
+    import chattune.train.recipe
+    from chattune.model import load_tokenizer
+    from chattune.train import run
+    from chattune.train.batching import pack
+    from chattune.train.setup import micro_batches_per_epoch
+
+    cfg = auto_run_config(tiny_model_dir, tmp_path)
+    data = tokenize_data(cfg, load_tokenizer(cfg.model))
+    planned, _ = apply_recipe(cfg, data)
+    micro_per_epoch = micro_batches_per_epoch(
+        len(pack(data.train, planned.data.max_length)), planned.train.batch_size, 1
+    )
+    assert planned.train.epochs > 2 and total_steps(planned.train, micro_per_epoch) >= 2 * 10
+    # Any pace is too slow for a millisecond: the run stops giving passes where it stands at its first
+    # look (step 10), and ends there with its final model.
+    monkeypatch.setattr(chattune.train.recipe, "PACED_SECONDS", 0.001)
+    result = run(cfg)
+    recorded = {c["key"]: c for c in json.loads((cfg.run_dir / "recipe.json").read_text())}
+    paced = recorded["train.epochs"]["value"]
+    assert 1 <= paced < planned.train.epochs and "pace" in recorded["train.epochs"]["why"]
+    assert result.steps == math.ceil(paced * micro_per_epoch / planned.train.grad_accum) == 11
+    assert (
+        f"# train.epochs = {paced:g}: fitted to this machine's pace"
+        in (cfg.run_dir / "config.yaml").read_text()
+    )
+    assert (cfg.run_dir / "final" / "config.json").is_file()
+
+
+def test_a_run_at_pace_keeps_the_passes_the_data_chose(tmp_path, tiny_model_dir):
+    import json
+
+    from chattune.train import run
+
+    cfg = auto_run_config(tiny_model_dir, tmp_path, "train.max_steps=24")  # a step count: never paced
+    run(cfg)
+    recorded = {c["key"]: c["value"] for c in json.loads((cfg.run_dir / "recipe.json").read_text())}
+    assert recorded["train.epochs"] > 2
+
+
+def test_a_resumed_run_goes_on_with_the_passes_it_was_paced_to(tmp_path, tiny_model_dir, monkeypatch):
+    """Stopped by a signal right after its pace cut the passes, the run resumes on the recorded passes,
+    not on what a faster moment would choose again."""
+    import os
+    import signal
+
+    import chattune.train.recipe
+    from chattune.train import run
+    from chattune.train.faults import TrainingInterrupted
+
+    cfg = auto_run_config(tiny_model_dir, tmp_path, "eval.every_steps=10")
+    monkeypatch.setattr(chattune.train.recipe, "PACED_SECONDS", 0.001)
+    with pytest.raises(TrainingInterrupted):
+        run(cfg, on_eval=lambda step, metrics: os.kill(os.getpid(), signal.SIGTERM))
+    monkeypatch.setattr(chattune.train.recipe, "PACED_SECONDS", 10**6)  # now any pace fits
+    resumed = run(cfg, resume=True)
+    assert resumed.steps == 11  # 5.5 paced passes, as the first part of the run recorded

@@ -50,7 +50,13 @@ from chattune.train.batching import Row, collate, pack
 from chattune.train.faults import NonFiniteError, StopOnSignal, TrainingInterrupted, peak_memory
 from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
-from chattune.train.recipe import Choice, describe
+from chattune.train.recipe import (
+    PACE_CHECK_EVERY,
+    Choice,
+    describe,
+    paced_epochs,
+    paces_epochs,
+)
 from chattune.train.schedule import lr_at
 from chattune.train.setup import (
     TokenizedData,
@@ -311,6 +317,9 @@ def run(
     restore_gqa = cpu_kernels.grouped_kv_in_cpu_attention(accelerator.device) if kernels else lambda: None
     # fp16 has a loss scaler that skips overflowing steps itself (and lowers the scale); elsewhere we do.
     skip_nonfinite = accelerator.scaler is None
+    # A fresh run may give fewer passes on a slow machine (recipe.paced_epochs); a resumed one goes on with
+    # the passes its recipe.json recorded.
+    pacing = resume_from is None and paces_epochs(cfg)
     try:
         budget = cfg.train.time_budget_minutes
         with progress, StopOnSignal() as stop:
@@ -404,6 +413,25 @@ def run(
                 state.micro_step += cfg.train.grad_accum
                 state.epoch = state.micro_step / micro_per_epoch
                 progress.update(task, completed=state.step)
+                if pacing and state.step % PACE_CHECK_EVERY == 0 and state.step <= total_steps // 2:
+                    seconds = _slowest(accelerator, time.perf_counter() - run_start)
+                    paced = paced_epochs(
+                        cfg.train.epochs,
+                        micro_per_epoch / cfg.train.grad_accum,
+                        state.step,
+                        seconds,
+                        total_steps,
+                    )
+                    if paced is not None:
+                        cfg.train.epochs = float(paced.value)
+                        total_steps = run_total_steps(cfg.train, micro_per_epoch)
+                        progress.update(task, total=total_steps)
+                        choices = [paced if c.key == paced.key else c for c in choices]
+                        if main:
+                            progress.console.print(
+                                f"train.epochs = {paced.value:g}: {paced.why} -> {total_steps} steps"
+                            )
+                            _record_recipe(run_dir, cfg, choices)
 
                 if state.step % cfg.train.log_every == 0 or state.step == total_steps:
                     totals = accelerator.reduce(running, "sum").tolist()
@@ -974,6 +1002,13 @@ def _common_directions(
     return guard
 
 
+def _slowest(accelerator: Accelerator, seconds: float) -> float:
+    """The slowest process's clock, so every process makes the same decision."""
+    if accelerator.num_processes == 1:
+        return seconds
+    return float(accelerator.reduce(torch.tensor([seconds], device=accelerator.device), "max").item())
+
+
 def _past_budget(accelerator: Accelerator, elapsed: float, budget_minutes: float) -> bool:
     """Every process stops at the same step: the decision is the slowest clock's."""
     over = torch.tensor([float(elapsed > budget_minutes * 60)], device=accelerator.device)
@@ -986,12 +1021,20 @@ def _recorded_recipe(run_dir: Path, cfg: RunConfig, choices: list[Choice]) -> tu
     recorded = run_dir / "recipe.json"
     if not recorded.is_file():
         return cfg, choices
-    values = {c["key"]: c["value"] for c in json.loads(recorded.read_text())}
+    recorded_choices = {
+        c["key"]: Choice(c["key"], c["value"], c["why"]) for c in json.loads(recorded.read_text())
+    }
     for c in choices:
-        if c.key in values and values[c.key] != c.value:
+        if c.key in recorded_choices and recorded_choices[c.key].value != c.value:
             section, key = c.key.split(".")
-            setattr(getattr(cfg, section), key, values[c.key])
-    return cfg, [Choice(c.key, values.get(c.key, c.value), c.why) for c in choices]
+            setattr(getattr(cfg, section), key, recorded_choices[c.key].value)
+    # A value the run changed as it trained (epochs paced to the machine) keeps the reason it was changed.
+    return cfg, [
+        recorded_choices[c.key]
+        if c.key in recorded_choices and recorded_choices[c.key].value != c.value
+        else c
+        for c in choices
+    ]
 
 
 def _record_recipe(run_dir: Path, cfg: RunConfig, choices: list[Choice]) -> None:

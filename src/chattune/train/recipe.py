@@ -60,6 +60,8 @@ from chattune.config import RunConfig
 
 TARGET_SEEN = 1200  # conversations seen over the whole run, before the 1..10 epoch clamp
 COMPUTE_BUDGET = 56_000  # computed tokens of the user's data over the run, beyond the first pass (~4 min)
+PACED_SECONDS = 240  # training time the passes beyond the first may fill on the machine at hand
+PACE_CHECK_EVERY = 10  # optimizer steps between looks at the machine's pace (first half of a run only)
 BATCH_ANCHOR_SEEN = 800  # conversations seen at which a step holds CONVS_PER_STEP of them
 CONVS_PER_STEP = 8  # conversations per optimizer step at BATCH_ANCHOR_SEEN; grows with sqrt(seen)
 PEAK_LR = 2e-4  # full fine-tuning of a 135M model
@@ -170,6 +172,10 @@ def resolve_recipe(
             epochs_for_data = max(0.1, round(fits, 1))
             saving = f"; shared prefixes skip ~{shape.prefix_saving:.0%}" if shape.prefix_saving else ""
             why = f"what fits train.time_budget_minutes={budget:g} (~{1 / seconds_per_token:,.0f} tokens/s{saving})"
+    if epochs_for_data > 1 and not (budget or cfg.train.max_steps):
+        why += (
+            f"; fewer on a machine whose pace would train past ~{PACED_SECONDS // 60} minutes (paced_epochs)"
+        )
     epochs = choose("train", "epochs", float(epochs_for_data), why)
     seen = n * epochs
     convs_per_step = min(64, max(CONVS_PER_STEP, round(CONVS_PER_STEP * math.sqrt(seen / BATCH_ANCHOR_SEEN))))
@@ -247,6 +253,45 @@ def resolve_recipe(
     if cfg.train.warmup_steps is None:  # warm-up given in steps by the user excludes a ratio
         choose("train", "warmup_ratio", WARMUP_RATIO, "a short linear warm-up, then cosine decay")
     return out, choices
+
+
+def paces_epochs(cfg: RunConfig) -> bool:
+    """Whether the run's passes may be fitted to the machine's pace as it trains: recipe auto chose more
+    than one pass, and the user gave neither a step count nor a time budget."""
+    return (
+        cfg.train.recipe == "auto"
+        and "train.epochs" in cfg.auto_keys
+        and cfg.train.epochs > 1
+        and not cfg.train.max_steps
+        and not cfg.train.time_budget_minutes
+    )
+
+
+def paced_epochs(
+    epochs: float, steps_per_epoch: float, steps_done: int, seconds: float, total_steps: int
+) -> Choice | None:
+    """Fewer passes when the steps so far, at their pace, say the run would train past PACED_SECONDS;
+    None when it fits. Never under one pass, in tenths, as the compute bound rounds.
+
+    Why: the compute bound is a token count, the same on every machine, sized to ~4 minutes of training on
+    2 cores at full pace; the same 2 cores ran the same steps at half that pace on other days (350-420
+    tokens/s against 683-765), and a default run then trained ~300 s. Passes beyond the first are the
+    recipe's to give, so on a slower machine it gives fewer; the first is the data's and is never cut."""
+    per_step = seconds / max(steps_done, 1)
+    projected = seconds + (total_steps - steps_done) * per_step
+    if projected <= PACED_SECONDS:
+        return None
+    # Never under one pass, nor under the steps already taken (and the one after: the run ends on a step).
+    floor = max(1.0, math.ceil(10 * (steps_done + 1) / steps_per_epoch) / 10)
+    paced = max(floor, math.floor(10 * PACED_SECONDS / per_step / steps_per_epoch) / 10)
+    if paced >= epochs:
+        return None
+    return Choice(
+        "train.epochs",
+        paced,
+        f"fitted to this machine's pace: {steps_done} steps took {seconds:.0f} s, so {total_steps} would train "
+        f"~{projected:.0f} s, past the ~{PACED_SECONDS} s the passes beyond the first may fill (the first is never cut)",
+    )
 
 
 def describe(choices: list[Choice]) -> list[str]:
