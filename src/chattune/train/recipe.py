@@ -22,7 +22,9 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   tokens less the conversations' shared beginnings (a system prompt is computed once per micro-batch on
   CPU), which is what a run's time follows: ~400 support conversations compute 21,000-24,000 tokens a
   pass whether their system prompt is one line or four, so they get ~2.2-2.8 passes, ~4 minutes on 2
-  cores. The same count on every machine, so a run's recipe does not depend on where it trains;
+  cores. The same count on every machine, so a run's recipe does not depend on where it trains; but as it
+  trains, a run on a machine whose pace would take those passes past PACED_SECONDS gives some of them back
+  (paced_epochs; the first pass is never cut), since the same 2 cores run at half pace on some days;
 - conversations per optimizer step: CONVS_PER_STEP, growing with the square root of what the run sees
   (anchored at BATCH_ANCHOR_SEEN), so small sets get many small steps and large sets larger batches
   (up to 64);
@@ -48,7 +50,8 @@ passes), and the bounded passes on three generator families (docs/recipe-measure
 2026-12-06").
 
 It is a pure function of the data shape and the model size, so `chattune validate` and `chattune train`
-agree, and a run resumed (or a config saved and loaded again) resolves to the same values.
+agree, and a config saved and loaded again resolves to the same values. The one thing decided while
+training, the passes paced to a slow machine, is recorded in the run's recipe.json, which `--resume` reads.
 """
 
 from __future__ import annotations
@@ -173,9 +176,7 @@ def resolve_recipe(
             saving = f"; shared prefixes skip ~{shape.prefix_saving:.0%}" if shape.prefix_saving else ""
             why = f"what fits train.time_budget_minutes={budget:g} (~{1 / seconds_per_token:,.0f} tokens/s{saving})"
     if epochs_for_data > 1 and not (budget or cfg.train.max_steps):
-        why += (
-            f"; fewer on a machine whose pace would train past ~{PACED_SECONDS // 60} minutes (paced_epochs)"
-        )
+        why += f"; fewer if the first steps show this machine would train past ~{PACED_SECONDS // 60} minutes"
     epochs = choose("train", "epochs", float(epochs_for_data), why)
     seen = n * epochs
     convs_per_step = min(64, max(CONVS_PER_STEP, round(CONVS_PER_STEP * math.sqrt(seen / BATCH_ANCHOR_SEEN))))
