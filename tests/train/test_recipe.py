@@ -299,20 +299,24 @@ def test_auto_trains_a_repeated_conversation_once_unless_the_user_says_otherwise
     assert "max_copies" not in cfg.to_yaml().split("train:")[0]
 
 
-def test_a_slow_machine_gets_fewer_passes_never_under_one():
-    from chattune.train.recipe import PACED_SECONDS, paced_epochs
+def test_a_slow_machine_gets_fewer_passes_never_under_one_and_them_back_when_it_recovers():
+    from chattune.train.recipe import PACED_SECONDS, Choice, paced_epochs
 
-    # 40 steps a pass, 4 passes: 160 steps. At 1 s a step it fits; at 2 s a step it would not.
-    assert paced_epochs(4.0, 40, steps_done=10, seconds=10, total_steps=160) is None
-    slow = paced_epochs(4.0, 40, steps_done=10, seconds=20, total_steps=160)
-    assert slow is not None and slow.key == "train.epochs"
-    assert slow.value == math.floor(10 * PACED_SECONDS / 2 / 40) / 10  # what fits, in tenths: 3.0
-    assert "pace" in slow.why and "320 s" in slow.why  # the projection it acted on
-    crawling = paced_epochs(4.0, 40, steps_done=10, seconds=600, total_steps=160)
-    assert crawling is not None and crawling.value == 1.0  # the data's own pass is never cut
-    late = paced_epochs(4.0, 40, steps_done=60, seconds=3600, total_steps=160)
-    assert late is not None and late.value == 1.6  # nor the steps already taken (61 of 40 a pass)
-    assert paced_epochs(1.0, 40, steps_done=10, seconds=600, total_steps=40) is None  # nothing to give back
+    planned = Choice("train.epochs", 4.0, "the data's passes")
+    # 40 steps a pass, 4 passes: 160 steps. At 1 s a step they fit; at 2 s a step they would not.
+    assert paced_epochs(planned, 40, steps_done=10, seconds=10, seconds_per_step=1.0) is planned
+    slow = paced_epochs(planned, 40, steps_done=10, seconds=20, seconds_per_step=2.0)
+    assert slow.key == "train.epochs" and slow.value == 3.0  # 10 + 220 / 2 = 120 steps: 3.0 passes
+    assert slow.value == math.floor(10 * PACED_SECONDS / 2 / 40) / 10
+    assert "pace" in slow.why and "2.00 s a step" in slow.why and "~320 s" in slow.why
+    # A busy start (the first 20 steps took 60 s) at a full pace since: the passes come back.
+    assert paced_epochs(planned, 40, steps_done=20, seconds=60, seconds_per_step=1.0) is planned
+    crawling = paced_epochs(planned, 40, steps_done=10, seconds=600, seconds_per_step=60.0)
+    assert crawling.value == 1.0  # the data's own pass is never cut
+    late = paced_epochs(planned, 40, steps_done=60, seconds=3600, seconds_per_step=60.0)
+    assert late.value == 1.6  # nor the steps already taken (61 of 40 a pass)
+    one_pass = Choice("train.epochs", 1.0, "a large set")
+    assert paced_epochs(one_pass, 40, steps_done=10, seconds=600, seconds_per_step=60.0) is one_pass
 
 
 def auto_run_config(tiny_model_dir, tmp_path, *overrides):

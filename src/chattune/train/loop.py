@@ -22,7 +22,9 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -52,6 +54,7 @@ from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
 from chattune.train.recipe import (
     PACE_CHECK_EVERY,
+    PACE_WINDOW,
     Choice,
     describe,
     paced_epochs,
@@ -319,7 +322,11 @@ def run(
     skip_nonfinite = accelerator.scaler is None
     # A fresh run may give fewer passes on a slow machine (recipe.paced_epochs); a resumed one goes on with
     # the passes its recipe.json recorded.
-    pacing = resume_from is None and paces_epochs(cfg)
+    pacing = next((c for c in choices if c.key == "train.epochs"), None)  # the data's passes, to pace
+    if resume_from is not None or not paces_epochs(cfg):
+        pacing = None
+    step_seconds: deque[float] = deque(maxlen=PACE_WINDOW)
+    step_end = time.perf_counter()
     try:
         budget = cfg.train.time_budget_minutes
         with progress, StopOnSignal() as stop:
@@ -413,16 +420,17 @@ def run(
                 state.micro_step += cfg.train.grad_accum
                 state.epoch = state.micro_step / micro_per_epoch
                 progress.update(task, completed=state.step)
+                now = time.perf_counter()
+                step_seconds.append(now - step_end)
+                step_end = now
                 if pacing and state.step % PACE_CHECK_EVERY == 0 and state.step <= total_steps // 2:
-                    seconds = _slowest(accelerator, time.perf_counter() - run_start)
-                    paced = paced_epochs(
-                        cfg.train.epochs,
-                        micro_per_epoch / cfg.train.grad_accum,
-                        state.step,
-                        seconds,
-                        total_steps,
+                    seconds, per_step = _slowest(
+                        accelerator, [now - run_start, statistics.median(step_seconds)]
                     )
-                    if paced is not None:
+                    paced = paced_epochs(
+                        pacing, micro_per_epoch / cfg.train.grad_accum, state.step, seconds, per_step
+                    )
+                    if paced.value != cfg.train.epochs:
                         cfg.train.epochs = float(paced.value)
                         total_steps = run_total_steps(cfg.train, micro_per_epoch)
                         progress.update(task, total=total_steps)
@@ -1002,11 +1010,14 @@ def _common_directions(
     return guard
 
 
-def _slowest(accelerator: Accelerator, seconds: float) -> float:
-    """The slowest process's clock, so every process makes the same decision."""
+def _slowest(accelerator: Accelerator, seconds: list[float]) -> list[float]:
+    """The slowest process's clocks, so every process makes the same decision."""
     if accelerator.num_processes == 1:
         return seconds
-    return float(accelerator.reduce(torch.tensor([seconds], device=accelerator.device), "max").item())
+    slowest: list[float] = accelerator.reduce(
+        torch.tensor(seconds, device=accelerator.device), "max"
+    ).tolist()
+    return slowest
 
 
 def _past_budget(accelerator: Accelerator, elapsed: float, budget_minutes: float) -> bool:

@@ -65,6 +65,9 @@ TARGET_SEEN = 1200  # conversations seen over the whole run, before the 1..10 ep
 COMPUTE_BUDGET = 56_000  # computed tokens of the user's data over the run, beyond the first pass (~4 min)
 PACED_SECONDS = 240  # training time the passes beyond the first may fill on the machine at hand
 PACE_CHECK_EVERY = 10  # optimizer steps between looks at the machine's pace (first half of a run only)
+# The pace is the median duration of the last PACE_WINDOW steps: an evaluation, a checkpoint or a busy
+# moment on the machine slows a step or a few, not the pace.
+PACE_WINDOW = 20
 BATCH_ANCHOR_SEEN = 800  # conversations seen at which a step holds CONVS_PER_STEP of them
 CONVS_PER_STEP = 8  # conversations per optimizer step at BATCH_ANCHOR_SEEN; grows with sqrt(seen)
 PEAK_LR = 2e-4  # full fine-tuning of a 135M model
@@ -269,29 +272,30 @@ def paces_epochs(cfg: RunConfig) -> bool:
 
 
 def paced_epochs(
-    epochs: float, steps_per_epoch: float, steps_done: int, seconds: float, total_steps: int
-) -> Choice | None:
-    """Fewer passes when the steps so far, at their pace, say the run would train past PACED_SECONDS;
-    None when it fits. Never under one pass, in tenths, as the compute bound rounds.
+    planned: Choice, steps_per_epoch: float, steps_done: int, seconds: float, seconds_per_step: float
+) -> Choice:
+    """The passes that fit PACED_SECONDS at this pace: `planned` (the data's choice) when all of them fit,
+    else fewer, in tenths as the compute bound rounds, never under one pass nor under the steps taken.
+    Asked again as the run goes, it gives passes back when the pace recovers.
 
     Why: the compute bound is a token count, the same on every machine, sized to ~4 minutes of training on
     2 cores at full pace; the same 2 cores ran the same steps at half that pace on other days (350-420
     tokens/s against 683-765), and a default run then trained ~300 s. Passes beyond the first are the
     recipe's to give, so on a slower machine it gives fewer; the first is the data's and is never cut."""
-    per_step = seconds / max(steps_done, 1)
-    projected = seconds + (total_steps - steps_done) * per_step
-    if projected <= PACED_SECONDS:
-        return None
-    # Never under one pass, nor under the steps already taken (and the one after: the run ends on a step).
+    planned_steps = planned.value * steps_per_epoch
+    projected = seconds + (planned_steps - steps_done) * seconds_per_step
+    fit = math.floor(10 * (steps_done + (PACED_SECONDS - seconds) / seconds_per_step) / steps_per_epoch) / 10
+    # ... and the one step after those taken: the run ends on a step.
     floor = max(1.0, math.ceil(10 * (steps_done + 1) / steps_per_epoch) / 10)
-    paced = max(floor, math.floor(10 * PACED_SECONDS / per_step / steps_per_epoch) / 10)
-    if paced >= epochs:
-        return None
+    paced = max(floor, fit)
+    if projected <= PACED_SECONDS or paced >= planned.value:
+        return planned
     return Choice(
-        "train.epochs",
+        planned.key,
         paced,
-        f"fitted to this machine's pace: {steps_done} steps took {seconds:.0f} s, so {total_steps} would train "
-        f"~{projected:.0f} s, past the ~{PACED_SECONDS} s the passes beyond the first may fill (the first is never cut)",
+        f"fitted to this machine's pace: {seconds_per_step:.2f} s a step (the median of the last {PACE_WINDOW}) "
+        f"after {steps_done} steps in {seconds:.0f} s, so {planned.value:g} passes would train ~{projected:.0f} s, "
+        f"past the ~{PACED_SECONDS} s the passes beyond the first may fill (the first is never cut)",
     )
 
 
