@@ -34,16 +34,28 @@ REAL_OFF_TOPIC = [
 GENERAL = ["What is the capital of Canada?", "Write a haiku about rain.", "What is 5 plus 7?"]
 
 
+MAX_TEXTS = 256
+_axes: dict[str, int] = {}
+
+
+def own_axis(text: str) -> int:
+    """A dimension of its own for each text (not hash(): with Python's per-process hash seed two texts
+    may share one, and requests meant to be unlike each other come out alike)."""
+    axis = _axes.setdefault(text, len(_axes))
+    assert axis < MAX_TEXTS
+    return axis
+
+
 def fake_embed(texts):
     """Hand-made embeddings: off-topic requests lean toward the general requests, vague ones toward the
     domain, and paraphrases of one fact share a direction (what all-MiniLM-L6-v2 gives, in miniature)."""
     rows = []
     for text in texts:
-        v = np.zeros(64)
+        v = np.zeros(3 + MAX_TEXTS)
         if text in PRICE_ASKED:
             v[0], v[2] = 0.5, 1.0  # the domain, and the one fact they all ask
         else:
-            v[3 + hash(text) % 60] = 1.0  # unlike any other request
+            v[3 + own_axis(text)] = 1.0  # unlike any other request
             if text in OFF_TOPIC or text in GENERAL:
                 v[1] = 0.4 if text in OFF_TOPIC else 1.0
             else:
