@@ -1,4 +1,5 @@
-"""Helpers for the training tests: a packed batch of the tiny model's data, and loss + gradients."""
+"""Helpers for the training tests: a packed batch of the tiny model's data, loss + gradients, and an axis
+of its own for each text in hand-made embeddings."""
 
 import torch
 
@@ -46,3 +47,15 @@ def document_attention_model(model_dir):
     assert use_document_attention(model)
     assert model.config._attn_implementation == NAME
     return model
+
+
+MAX_TEXTS = 256
+_axes: dict[str, int] = {}
+
+
+def own_axis(text: str) -> int:
+    """A dimension of its own for each text (not hash(): with Python's per-process hash seed two texts
+    may share one, and requests meant to be unlike each other come out alike)."""
+    axis = _axes.setdefault(text, len(_axes))
+    assert axis < MAX_TEXTS
+    return axis

@@ -7,6 +7,7 @@ from chattune.config import load_config
 from chattune.data.conversation import Conversation, Message
 from chattune.train.clarify_pairs import Clarify, clarify_pair_conversations, find_clarify, vague_requests
 from chattune.train.recipe import DataShape, resolve_recipe
+from tests.train.helpers import MAX_TEXTS, own_axis
 
 SYSTEM = "You are Kit, Kettlebyte's support assistant."
 SIGNOFF = "\n\nCheers, Kit"
@@ -15,18 +16,6 @@ WHAT_HAPPENS = "Could you clarify what happens when you switch it on?" + SIGNOFF
 VAGUE = ["How much is it?", "Which one should I get?", "Does it come in red?", "Is it any good?"]
 BROKEN = ["It's broken.", "It keeps doing that.", "It stopped."]
 SHIPPED = ["Is that one cheaper?", "It won't start.", "What does a K2 cost?"]
-
-
-MAX_TEXTS = 256
-_axes: dict[str, int] = {}
-
-
-def own_axis(text: str) -> int:
-    """A dimension of its own for each text (not hash(): with Python's per-process hash seed two texts
-    may share one, and requests meant to be unlike each other come out alike)."""
-    axis = _axes.setdefault(text, len(_axes))
-    assert axis < MAX_TEXTS
-    return axis
 
 
 def fake_embed(texts):

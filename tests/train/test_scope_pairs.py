@@ -10,6 +10,7 @@ from chattune.config import load_config
 from chattune.data.conversation import Conversation, Message
 from chattune.train.recipe import DataShape, resolve_recipe
 from chattune.train.scope_pairs import Redirect, find_redirect, scope_pair_conversations
+from tests.train.helpers import MAX_TEXTS, own_axis
 
 SYSTEM = "You are Kit, Kettlebyte's support assistant."
 REDIRECT = "Sorry, I can only help with Kettlebyte kettles."
@@ -32,18 +33,6 @@ REAL_OFF_TOPIC = [
     "What's the meaning of life?",
 ]
 GENERAL = ["What is the capital of Canada?", "Write a haiku about rain.", "What is 5 plus 7?"]
-
-
-MAX_TEXTS = 256
-_axes: dict[str, int] = {}
-
-
-def own_axis(text: str) -> int:
-    """A dimension of its own for each text (not hash(): with Python's per-process hash seed two texts
-    may share one, and requests meant to be unlike each other come out alike)."""
-    axis = _axes.setdefault(text, len(_axes))
-    assert axis < MAX_TEXTS
-    return axis
 
 
 def fake_embed(texts):
