@@ -369,15 +369,17 @@ def test_a_run_paces_its_passes_to_the_machine_and_records_why(tmp_path, tiny_mo
     assert (cfg.run_dir / "final" / "config.json").is_file()
 
 
-def test_a_run_at_pace_keeps_the_passes_the_data_chose(tmp_path, tiny_model_dir):
+def test_a_step_count_the_user_gave_is_never_paced(tmp_path, tiny_model_dir, monkeypatch):
     import json
 
+    import chattune.train.recipe
     from chattune.train import run
 
-    cfg = auto_run_config(tiny_model_dir, tmp_path, "train.max_steps=24")  # a step count: never paced
-    run(cfg)
-    recorded = {c["key"]: c["value"] for c in json.loads((cfg.run_dir / "recipe.json").read_text())}
-    assert recorded["train.epochs"] > 2
+    cfg = auto_run_config(tiny_model_dir, tmp_path, "train.max_steps=24")
+    monkeypatch.setattr(chattune.train.recipe, "PACED_SECONDS", 0.001)  # any pace is too slow
+    assert run(cfg).steps == 24
+    recorded = {c["key"]: c for c in json.loads((cfg.run_dir / "recipe.json").read_text())}
+    assert recorded["train.epochs"]["value"] > 2 and "pace:" not in recorded["train.epochs"]["why"]
 
 
 def test_a_resumed_run_goes_on_with_the_passes_it_was_paced_to(tmp_path, tiny_model_dir, monkeypatch):
