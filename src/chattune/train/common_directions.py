@@ -2,6 +2,7 @@
 
     guard = CommonDirections.measure(model, encode, general_texts, energy=0.6)      # the base model
     ...; optimizer.step(); guard.restore()                                         # after each step
+    guard = guard_for_run(cfg, model, tokenizer, resume_from, sharding, console)    # as `chattune train` does
 
 Why: a linear layer's inputs on any text are dominated by a few directions shared by every token (a
 large mean and a handful of outlier features). A weight change that acts on them shifts the layer's
@@ -20,11 +21,20 @@ An option, not recipe auto's choice: on the learnability benchmark (docs/recipe-
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+from chattune.config import RunConfig
+from chattune.errors import ChattuneError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 FILE = "common_directions.safetensors"
 
@@ -165,3 +175,67 @@ def _top_directions(covariance: torch.Tensor, energy: float) -> torch.Tensor:
     k = int((values.cumsum(0) / values.sum() < energy).sum()) + 1
     top: torch.Tensor = vectors[:, : min(k, values.numel())].contiguous()
     return top
+
+
+def guard_for_run(
+    cfg: RunConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    resume_from: Path | None,
+    sharding: str,
+    console: Console | None,
+) -> CommonDirections | None:
+    """The guard of train.common_directions for a run: measured on the base model, read back on resume,
+    or None where the option is off or cannot apply (an adapter, sharded weights)."""
+    from chattune.train.rehearsal import general_answers, general_prompts
+
+    if not cfg.train.common_directions:
+        return None
+    off = (
+        f"{cfg.train.method} trains an adapter, not the weights"
+        if cfg.train.method != "full"
+        else f"{sharding} shards each weight across the processes"
+        if sharding != "none"
+        else None
+    )
+    if off:
+        if console:
+            console.print(f"[yellow]train.common_directions={cfg.train.common_directions:g} is off: {off}[/]")
+        return None
+    if resume_from is not None and (resume_from / FILE).is_file():
+        if console:
+            console.print(f"common directions: read back from {resume_from.name}")
+        return CommonDirections.load(model, resume_from)
+    if resume_from is not None:
+        raise ChattuneError(
+            f"{resume_from} has no {FILE} (it was saved without train.common_directions): resume with "
+            "train.common_directions=0, or start again"
+        )
+    # the base model's own general answers, as rehearsal trains them; the requests alone where it
+    # finished none (a tiny or odd model), so the general inputs are always measured
+    answered = general_answers(cfg.model)
+    conversations = (
+        [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in answered]
+        if answered
+        else [[{"role": "user", "content": q}] for q in general_prompts()]
+    )
+    texts = [str(tokenizer.apply_chat_template(c, tokenize=False)) for c in conversations]
+
+    def encode(text: str) -> torch.Tensor:
+        return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+
+    start = time.perf_counter()
+    guard = CommonDirections.measure(model, encode, texts, cfg.train.common_directions)
+    if not guard.anchors:
+        if console:
+            console.print(
+                "[yellow]train.common_directions is off: the model has no linear layers in decoder layers[/]"
+            )
+        return None
+    if console:
+        console.print(
+            f"common directions: {guard.held_share:.1%} of each layer's input directions keep the base "
+            f"model's weights (measured on {len(texts)} general {'answers' if answered else 'requests'} "
+            f"in {time.perf_counter() - start:.0f} s; train.common_directions)"
+        )
+    return guard

@@ -48,7 +48,9 @@ from chattune.hardware import resolve_precision
 from chattune.model import load_tokenizer
 from chattune.train import checkpoint as ckpt
 from chattune.train import cpu_kernels
+from chattune.train.additions import added_examples
 from chattune.train.batching import Row, collate, pack
+from chattune.train.common_directions import guard_for_run
 from chattune.train.faults import NonFiniteError, StopOnSignal, TrainingInterrupted, peak_memory
 from chattune.train.loss import SupervisedLoss
 from chattune.train.monitor import MetricsLog, plot_losses
@@ -62,7 +64,6 @@ from chattune.train.recipe import (
 )
 from chattune.train.schedule import lr_at
 from chattune.train.setup import (
-    TokenizedData,
     apply_recipe,
     build_model,
     copies_line,
@@ -82,8 +83,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator  # untyped: Any to mypy, named here for the reader
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from chattune.data.conversation import Conversation
-    from chattune.data.tokenize import TokenizedExample, TokenizeStats
+    from chattune.data.tokenize import TokenizeStats
     from chattune.train.common_directions import CommonDirections
 
 EvalCallback = Callable[[int, dict[str, float]], None]  # may raise (e.g. optuna.TrialPruned) to stop the run
@@ -163,21 +163,10 @@ def run(
         print_recipe(choices, console)
         _record_recipe(run_dir, cfg, choices)
         _check_same_data(run_dir, data.records, bool(resume and candidates), console)
-    n_user = len(data.train)
     if main and data.copies_left_out:
         console.print(copies_line(data.copies_left_out, cfg.data.max_copies))
-    if cfg.train.rehearsal:  # after the recipe, which is resolved on the user's data alone
-        # counted on the conversations as read: leaving repeats out must not thin rehearsal too (with it
-        # thinned, general answers kept fell 7 points on the benchmark; docs/recipe-measurements.md,
-        # "Repeated conversations")
-        n_read = n_user + len(data.copies_left_out)
-        data.train += _rehearsal_examples(cfg, tokenizer, n_read, accelerator, console)
-    if cfg.train.scope_pairs:
-        data.train += _scope_pair_examples(cfg, tokenizer, data, n_user, accelerator, console)
-    if cfg.train.clarify_pairs:
-        data.train += _clarify_pair_examples(
-            cfg, tokenizer, data, n_user, accelerator.is_main_process, console
-        )
+    # after the recipe, which is resolved on the user's data alone
+    data.train += added_examples(cfg, tokenizer, data, accelerator, console)
     rows = pack(data.train, cfg.data.max_length, packing=cfg.data.packing)
     val_rows = pack(data.val, cfg.data.max_length, packing=cfg.data.packing)
     if main:
@@ -215,7 +204,7 @@ def run(
     optimizer = _optimizer(model, cfg.train)
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
     sharding = _sharding(accelerator, console if main else None)
-    guard = _common_directions(cfg, model, tokenizer, resume_from, sharding, console if main else None)
+    guard = guard_for_run(cfg, model, tokenizer, resume_from, sharding, console if main else None)
     state = ckpt.TrainState()
     if resume_from is not None:
         if sharding != "deepspeed":
@@ -807,207 +796,6 @@ def _prefix_saving_line(micro_batches: list[list[Row]], pad_id: int) -> str:
         f"shared prefixes: each micro-batch computes its conversations' common beginnings once "
         f"({1 - computed / max(real, 1):.0%} fewer tokens; train.share_prefixes)"
     )
-
-
-def _rehearsal_examples(
-    cfg: RunConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    n_train: int,
-    accelerator: Accelerator,
-    console: Console,
-) -> list[TokenizedExample]:
-    """Tokenised rehearsal conversations (the base model's own general answers; see rehearsal.py). The
-    main process generates (or reads the cache) first, so the others only read the cache."""
-    from chattune.data.tokenize import tokenize_conversations
-    from chattune.train.rehearsal import rehearsal_conversations
-
-    count = round(cfg.train.rehearsal * n_train)
-    with accelerator.main_process_first():
-        conversations = rehearsal_conversations(cfg.model, count, cfg.train.seed)
-    examples, _ = tokenize_conversations(
-        conversations, tokenizer, max_length=1 << 16, trained_roles=frozenset(cfg.data.train_on_roles)
-    )
-    examples = [ex for ex in examples if len(ex) <= cfg.data.max_length]  # whole answers only
-    if accelerator.is_main_process:
-        console.print(f"rehearsal: {len(examples)} of the base model's own general answers join training")
-    start = n_train  # keep source indices unique after the user's conversations
-    for i, ex in enumerate(examples):
-        ex.source_index = start + i
-    return examples
-
-
-def _scope_pair_examples(
-    cfg: RunConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    data: TokenizedData,
-    n_user: int,
-    accelerator: Accelerator,
-    console: Console,
-) -> list[TokenizedExample]:
-    """Tokenised scope pairs (see scope_pairs.py), both ways with train.scope_pairs_both_ways: then the
-    main process generates the base model's openings (or reads the cache) first, so the others only read
-    the cache."""
-    from chattune.train.scope_pairs import scope_pair_conversations
-
-    main = accelerator.is_main_process
-    if data.redirect is None:
-        if main:
-            why = data.redirect_unknown or "the data redirects no off-topic requests"
-            console.print(f"[yellow]train.scope_pairs={cfg.train.scope_pairs:g} adds nothing: {why}[/]")
-        return []
-    # No more pairs than the data's own redirected conversations: they sharpen the data's behaviour and
-    # must not outweigh it (the quickstart redirects 6 of 321, where a tenth would be 32 pairs).
-    count = min(round(cfg.train.scope_pairs * n_user), data.redirect.conversations)
-    examples = _tokenized_pairs(cfg, tokenizer, scope_pair_conversations(data.redirect, count))
-    if main:
-        console.print(
-            f"scope pairs: {len(examples)} general requests asked under the data's system prompt and "
-            f"redirected ({data.redirect.describe()})"
-        )
-    if cfg.train.scope_pairs_both_ways and examples:
-        with accelerator.main_process_first():
-            unprompted = _unprompted_openings(cfg, tokenizer, data.redirect.own_requests)
-        examples += unprompted
-        if main:
-            console.print(
-                f"scope pairs, the other way: {len(unprompted)} of the data's redirected requests asked with "
-                "no system prompt, answered with the opening of the base model's own reply"
-            )
-    return _numbered_after(data.train, examples)
-
-
-def _clarify_pair_examples(
-    cfg: RunConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    data: TokenizedData,
-    n_user: int,
-    main: bool,
-    console: Console,
-) -> list[TokenizedExample]:
-    """Tokenised clarify pairs (see clarify_pairs.py)."""
-    from chattune.train.clarify_pairs import clarify_pair_conversations
-
-    if data.clarify is None:
-        if main:
-            why = data.clarify_unknown or "the data answers no vague request with a question"
-            console.print(f"[yellow]train.clarify_pairs={cfg.train.clarify_pairs:g} adds nothing: {why}[/]")
-        return []
-    # No more pairs than the data's own clarifying conversations, as with scope pairs.
-    count = min(round(cfg.train.clarify_pairs * n_user), data.clarify.conversations)
-    examples = _tokenized_pairs(cfg, tokenizer, clarify_pair_conversations(data.clarify, count))
-    if main:
-        console.print(
-            f"clarify pairs: {len(examples)} vague requests asked under the data's system prompt and asked "
-            f"back ({data.clarify.describe()})"
-        )
-    return _numbered_after(data.train, examples)
-
-
-def _tokenized_pairs(
-    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, conversations: list[Conversation]
-) -> list[TokenizedExample]:
-    from chattune.data.tokenize import tokenize_conversations
-
-    examples, _ = tokenize_conversations(
-        conversations,
-        tokenizer,
-        max_length=cfg.data.max_length,
-        trained_roles=frozenset(cfg.data.train_on_roles),
-    )
-    return examples
-
-
-def _numbered_after(
-    train: list[TokenizedExample], examples: list[TokenizedExample]
-) -> list[TokenizedExample]:
-    """Source indices stay unique after the user's, rehearsal's and any earlier pairs' conversations."""
-    for i, ex in enumerate(examples):
-        ex.source_index = len(train) + i
-    return examples
-
-
-def _unprompted_openings(
-    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, requests: tuple[str, ...]
-) -> list[TokenizedExample]:
-    """Each request asked with no system prompt, its target the base model's opening as generated (the
-    token ids themselves: decoding and encoding again may not give them back)."""
-    from chattune.data.tokenize import IGNORE_INDEX, ChatRenderer, TokenizedExample, token_ids
-    from chattune.train.rehearsal import base_openings
-
-    openings = base_openings(cfg.model, list(requests))
-    render = ChatRenderer(tokenizer)
-    prompts = token_ids(
-        tokenizer, [render([{"role": "user", "content": r}], gen_prompt=True) for r in requests]
-    )
-    return [
-        TokenizedExample(prompt + openings[r], [IGNORE_INDEX] * len(prompt) + openings[r], source_index=0)
-        for r, prompt in zip(requests, prompts, strict=True)
-        if len(prompt) + len(openings[r]) <= cfg.data.max_length
-    ]
-
-
-def _common_directions(
-    cfg: RunConfig,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    resume_from: Path | None,
-    sharding: str,
-    console: Console | None,
-) -> CommonDirections | None:
-    """The guard of train.common_directions: measured on the base model, or read back on resume."""
-    from chattune.train.common_directions import FILE, CommonDirections
-    from chattune.train.rehearsal import general_answers, general_prompts
-
-    if not cfg.train.common_directions:
-        return None
-    off = (
-        f"{cfg.train.method} trains an adapter, not the weights"
-        if cfg.train.method != "full"
-        else f"{sharding} shards each weight across the processes"
-        if sharding != "none"
-        else None
-    )
-    if off:
-        if console:
-            console.print(f"[yellow]train.common_directions={cfg.train.common_directions:g} is off: {off}[/]")
-        return None
-    if resume_from is not None and (resume_from / FILE).is_file():
-        if console:
-            console.print(f"common directions: read back from {resume_from.name}")
-        return CommonDirections.load(model, resume_from)
-    if resume_from is not None:
-        raise ChattuneError(
-            f"{resume_from} has no {FILE} (it was saved without train.common_directions): resume with "
-            "train.common_directions=0, or start again"
-        )
-    # the base model's own general answers, as rehearsal trains them; the requests alone where it
-    # finished none (a tiny or odd model), so the general inputs are always measured
-    answered = general_answers(cfg.model)
-    conversations = (
-        [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in answered]
-        if answered
-        else [[{"role": "user", "content": q}] for q in general_prompts()]
-    )
-    texts = [str(tokenizer.apply_chat_template(c, tokenize=False)) for c in conversations]
-
-    def encode(text: str) -> torch.Tensor:
-        return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
-
-    start = time.perf_counter()
-    guard = CommonDirections.measure(model, encode, texts, cfg.train.common_directions)
-    if not guard.anchors:
-        if console:
-            console.print(
-                "[yellow]train.common_directions is off: the model has no linear layers in decoder layers[/]"
-            )
-        return None
-    if console:
-        console.print(
-            f"common directions: {guard.held_share:.1%} of each layer's input directions keep the base "
-            f"model's weights (measured on {len(texts)} general {'answers' if answered else 'requests'} "
-            f"in {time.perf_counter() - start:.0f} s; train.common_directions)"
-        )
-    return guard
 
 
 def _slowest(accelerator: Accelerator, seconds: list[float]) -> list[float]:
