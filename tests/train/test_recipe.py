@@ -299,8 +299,8 @@ def test_auto_trains_a_repeated_conversation_once_unless_the_user_says_otherwise
     assert "max_copies" not in cfg.to_yaml().split("train:")[0]
 
 
-def test_a_slow_machine_gets_fewer_passes_never_under_one_and_them_back_when_it_recovers():
-    from chattune.train.recipe import PACED_SECONDS, Choice, paced_epochs
+def test_a_slow_machine_gets_fewer_passes_never_under_two_and_them_back_when_it_recovers():
+    from chattune.train.recipe import PACED_MIN_EPOCHS, PACED_SECONDS, Choice, paced_epochs
 
     planned = Choice("train.epochs", 4.0, "the data's passes")
     # 40 steps a pass, 4 passes: 160 steps. At 1 s a step they fit; at 2 s a step they would not.
@@ -309,14 +309,15 @@ def test_a_slow_machine_gets_fewer_passes_never_under_one_and_them_back_when_it_
     assert slow.key == "train.epochs" and slow.value == 3.0  # 10 + 220 / 2 = 120 steps: 3.0 passes
     assert slow.value == math.floor(10 * PACED_SECONDS / 2 / 40) / 10
     assert "pace" in slow.why and "2.00 s a step" in slow.why and "~320 s" in slow.why
+    assert "train.epochs=4 trains them all" in slow.why  # how to get the recipe's passes anyway
     # A busy start (the first 20 steps took 60 s) at a full pace since: the passes come back.
     assert paced_epochs(planned, 40, steps_done=20, seconds=60, seconds_per_step=1.0) is planned
     crawling = paced_epochs(planned, 40, steps_done=10, seconds=600, seconds_per_step=60.0)
-    assert crawling.value == 1.0  # the data's own pass is never cut
-    late = paced_epochs(planned, 40, steps_done=60, seconds=3600, seconds_per_step=60.0)
-    assert late.value == 1.6  # nor the steps already taken (61 of 40 a pass)
-    one_pass = Choice("train.epochs", 1.0, "a large set")
-    assert paced_epochs(one_pass, 40, steps_done=10, seconds=600, seconds_per_step=60.0) is one_pass
+    assert crawling.value == PACED_MIN_EPOCHS == 2.0  # one pass learned far less than two
+    late = paced_epochs(planned, 40, steps_done=100, seconds=6000, seconds_per_step=60.0)
+    assert late.value == 2.6  # nor under the steps already taken (101 of 40 a pass)
+    fewer = Choice("train.epochs", 1.5, "a larger set")  # the data's own passes, under two, stay
+    assert paced_epochs(fewer, 40, steps_done=10, seconds=600, seconds_per_step=60.0) is fewer
 
 
 def auto_run_config(tiny_model_dir, tmp_path, *overrides):

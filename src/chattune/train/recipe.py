@@ -24,7 +24,7 @@ nothing. The rule below was calibrated with `bench/bench_learn.py` (README, "Rec
   pass whether their system prompt is one line or four, so they get ~2.2-2.8 passes, ~4 minutes on 2
   cores. The same count on every machine, so a run's recipe does not depend on where it trains; but as it
   trains, a run on a machine whose pace would take those passes past PACED_SECONDS gives some of them back
-  (paced_epochs; the first pass is never cut), since the same 2 cores run at half pace on some days;
+  (paced_epochs; never under PACED_MIN_EPOCHS), since the same 2 cores run at half pace on some days;
 - conversations per optimizer step: CONVS_PER_STEP, growing with the square root of what the run sees
   (anchored at BATCH_ANCHOR_SEEN), so small sets get many small steps and large sets larger batches
   (up to 64);
@@ -63,7 +63,8 @@ from chattune.config import RunConfig
 
 TARGET_SEEN = 1200  # conversations seen over the whole run, before the 1..10 epoch clamp
 COMPUTE_BUDGET = 56_000  # computed tokens of the user's data over the run, beyond the first pass (~4 min)
-PACED_SECONDS = 240  # training time the passes beyond the first may fill on the machine at hand
+PACED_SECONDS = 240  # training time the recipe's passes may fill on the machine at hand ...
+PACED_MIN_EPOCHS = 2.0  # ... but pacing leaves at least this many (or the data's own, if fewer)
 PACE_CHECK_EVERY = 10  # optimizer steps between looks at the machine's pace (first half of a run only)
 # The pace is the median duration of the last PACE_WINDOW steps: an evaluation, a checkpoint or a busy
 # moment on the machine slows a step or a few, not the pace.
@@ -178,8 +179,11 @@ def resolve_recipe(
             epochs_for_data = max(0.1, round(fits, 1))
             saving = f"; shared prefixes skip ~{shape.prefix_saving:.0%}" if shape.prefix_saving else ""
             why = f"what fits train.time_budget_minutes={budget:g} (~{1 / seconds_per_token:,.0f} tokens/s{saving})"
-    if epochs_for_data > 1 and not (budget or cfg.train.max_steps):
-        why += f"; fewer if the first steps show this machine would train past ~{PACED_SECONDS // 60} minutes"
+    if epochs_for_data > PACED_MIN_EPOCHS and not (budget or cfg.train.max_steps):
+        why += (
+            f"; fewer (not under {PACED_MIN_EPOCHS:g}) if the first steps show this machine would train past "
+            f"~{PACED_SECONDS // 60} minutes"
+        )
     epochs = choose("train", "epochs", float(epochs_for_data), why)
     seen = n * epochs
     convs_per_step = min(64, max(CONVS_PER_STEP, round(CONVS_PER_STEP * math.sqrt(seen / BATCH_ANCHOR_SEEN))))
@@ -261,11 +265,11 @@ def resolve_recipe(
 
 def paces_epochs(cfg: RunConfig) -> bool:
     """Whether the run's passes may be fitted to the machine's pace as it trains: recipe auto chose more
-    than one pass, and the user gave neither a step count nor a time budget."""
+    than PACED_MIN_EPOCHS, and the user gave neither a step count nor a time budget."""
     return (
         cfg.train.recipe == "auto"
         and "train.epochs" in cfg.auto_keys
-        and cfg.train.epochs > 1
+        and cfg.train.epochs > PACED_MIN_EPOCHS
         and not cfg.train.max_steps
         and not cfg.train.time_budget_minutes
     )
@@ -275,18 +279,21 @@ def paced_epochs(
     planned: Choice, steps_per_epoch: float, steps_done: int, seconds: float, seconds_per_step: float
 ) -> Choice:
     """The passes that fit PACED_SECONDS at this pace: `planned` (the data's choice) when all of them fit,
-    else fewer, in tenths as the compute bound rounds, never under one pass nor under the steps taken.
-    Asked again as the run goes, it gives passes back when the pace recovers.
+    else fewer, in tenths as the compute bound rounds, never under PACED_MIN_EPOCHS (nor the planned
+    passes, if fewer) nor under the steps taken. Asked again as the run goes, it gives passes back when
+    the pace recovers.
 
     Why: the compute bound is a token count, the same on every machine, sized to ~4 minutes of training on
     2 cores at full pace; the same 2 cores ran the same steps at half that pace on other days (350-420
-    tokens/s against 683-765), and a default run then trained ~300 s. Passes beyond the first are the
-    recipe's to give, so on a slower machine it gives fewer; the first is the data's and is never cut."""
+    tokens/s against 683-765), and a default run then trained ~300 s, so on a slower machine the recipe
+    gives fewer passes. Not fewer than two: on a machine a quarter as fast again (AVX2 only, fp32, ~100
+    tokens/s) one pass learned far less than two (held-out 59% against 77%, facts 48% against 71%;
+    docs/recipe-measurements.md, "Passes paced to the machine"): there the default trains longer and learns."""
     planned_steps = planned.value * steps_per_epoch
     projected = seconds + (planned_steps - steps_done) * seconds_per_step
     fit = math.floor(10 * (steps_done + (PACED_SECONDS - seconds) / seconds_per_step) / steps_per_epoch) / 10
     # ... and the one step after those taken: the run ends on a step.
-    floor = max(1.0, math.ceil(10 * (steps_done + 1) / steps_per_epoch) / 10)
+    floor = max(min(planned.value, PACED_MIN_EPOCHS), math.ceil(10 * (steps_done + 1) / steps_per_epoch) / 10)
     paced = max(floor, fit)
     if projected <= PACED_SECONDS or paced >= planned.value:
         return planned
@@ -295,7 +302,8 @@ def paced_epochs(
         paced,
         f"fitted to this machine's pace: {seconds_per_step:.2f} s a step (the median of the last {PACE_WINDOW}) "
         f"after {steps_done} steps in {seconds:.0f} s, so {planned.value:g} passes would train ~{projected:.0f} s, "
-        f"past the ~{PACED_SECONDS} s the passes beyond the first may fill (the first is never cut)",
+        f"past the ~{PACED_SECONDS} s they may fill (never under {PACED_MIN_EPOCHS:g}); "
+        f"train.epochs={planned.value:g} trains them all",
     )
 
 
